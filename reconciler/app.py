@@ -1,0 +1,400 @@
+"""The use cases: validate, plan, apply, status, new-move, platform init/export. Phases are wired here."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from reconciler import __version__, audit, manifests, planner, schema
+from reconciler import state as states
+from reconciler.config import Settings
+from reconciler.diagnostics import Diagnostic
+from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, ReconcilerError, StalePlan
+from reconciler.manifests import Manifest, Move
+from reconciler.model import TERMINAL, sha256_of
+from reconciler.planner import Plan, PlannedMove, Snapshot
+from reconciler.platforms import open_platform
+from reconciler.platforms.base import Platform
+from reconciler.state import ManifestRef, MoveRecord, RequestRecord, State
+from reconciler.yamlsafe import Doc
+
+PLAN_FORMAT = "1.0"
+
+
+# -- validate -------------------------------------------------------------------------------
+@dataclass
+class Validation:
+    diagnostics: list[Diagnostic]
+    moves: int
+    files: int
+
+    @property
+    def valid(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+def validate(paths: Sequence[str]) -> Validation:
+    """Offline: YAML, schema, names."""
+    loaded = manifests.load(paths)
+    return Validation(loaded.diagnostics, len(loaded.moves), loaded.files)
+
+
+# -- plan -----------------------------------------------------------------------------------
+@dataclass
+class PlanResult:
+    plan: Plan
+    platform_url: str
+    fingerprint: str
+    prior_state: dict[str, Any] | None
+    git_commit: str | None
+    files: int = 0
+
+    def to_json(self, with_manifests: bool = False) -> dict[str, Any]:
+        moves = []
+        for m in self.plan.moves:
+            d = m.to_json()
+            if with_manifests:
+                d["manifest"] = m.move.document
+            moves.append(d)
+        return {
+            "format_version": PLAN_FORMAT, "tool_version": __version__,
+            "platform": {"url": self.platform_url, "fingerprint": self.fingerprint},
+            "prior_state": self.prior_state, "git_commit": self.git_commit,
+            "applyable": self.plan.applyable, "summary": self.plan.summary(),
+            "moves": moves, "diagnostics": [d.to_json() for d in self.plan.diagnostics],
+        }
+
+
+def snapshot(platform: Platform, moves: Sequence[Move]) -> tuple[Snapshot, str]:
+    """Read only what the batch touches: its customers, their parents, the destinations."""
+    ids = {m.spec.customer for m in moves} | {m.spec.to_reseller for m in moves}
+    customers = platform.customers(ids)
+    parents = {c.parent for c in customers.values() if c.parent and c.parent not in customers}
+    customers.update(platform.customers(parents))
+    moved = [m.spec.customer for m in moves if m.spec.customer in customers]
+    pending = platform.pending_requests(moved)
+    h = hashlib.sha256()
+    for cid in sorted(customers):
+        h.update(f"{cid}={customers[cid].digest};".encode())
+    for cid in sorted(pending):
+        h.update(f"{cid}:{','.join(pending[cid])};".encode())
+    snap = Snapshot(catalog=platform.catalog(), customers=customers, users=platform.users,
+                    usage=platform.usage, pending=pending)
+    return snap, "sha256:" + h.hexdigest()
+
+
+def refresh(st: State, platform: Platform, names: Sequence[str] | None = None) -> bool:
+    """Ask the platform about unfinished requests and record their outcome; True if anything changed."""
+    changed = False
+    for name, rec in st.moves.items():
+        if names and name not in names:
+            continue
+        last = rec.last_request
+        if last is None or last.status in TERMINAL:
+            continue
+        req = platform.request(last.id)
+        if req is None or req.status == last.status:
+            continue
+        _record_request(last, req.to_json())
+        if req.status in TERMINAL:
+            _record_outcome(st, rec, platform, req.status == "Provisioned")
+        changed = True
+    return changed
+
+
+def _record_request(rec: RequestRecord, req: dict[str, Any]) -> None:
+    for k in ("status", "sub_requests", "failed_sub_requests", "error", "submitted_at", "completed_at"):
+        setattr(rec, k, req[k])
+
+
+def _record_outcome(st: State, rec: MoveRecord, platform: Platform, ok: bool) -> None:
+    rec.status = "applied" if ok else "failed"
+    last = rec.last_request
+    rec.applied_at = (last.completed_at if last else None) or _now()
+    rec.applied_by = audit.actor()
+    rec.applied_serial = st.serial + 1
+    cust = platform.customers([rec.customer]).get(rec.customer)
+    rec.customer_fingerprint = cust.digest if cust else None
+
+
+def _now() -> str:
+    from reconciler.platforms.sqlite import utcnow
+
+    return utcnow()
+
+
+def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[Diagnostic],
+               st: State | None, url: str, git_commit: str | None, files: int = 0) -> PlanResult:
+    snap, fingerprint = snapshot(platform, moves)
+    records = st.moves if st else {}
+    latest = st.latest_done() if st else {}
+    the_plan = planner.plan(moves, snap, records, latest, diagnostics)
+    prior = {"lineage": st.lineage, "serial": st.serial} if st else None
+    return PlanResult(the_plan, url, fingerprint, prior, git_commit, files)
+
+
+def plan(paths: Sequence[str], settings: Settings) -> PlanResult:
+    loaded = manifests.load(paths)
+    st = states.load(settings.state_path)
+    platform = open_platform(settings.platform_url, settings.seed)
+    try:
+        if st is not None:
+            st = st.model_copy(deep=True)
+            refresh(st, platform)  # in memory only: plan never writes the state
+        return build_plan(platform, loaded.moves, loaded.diagnostics, st, settings.platform_url,
+                          audit.commit_of(paths), loaded.files)
+    finally:
+        platform.close()
+
+
+def write_plan_file(result: PlanResult, out: str) -> None:
+    """The plan JSON plus each move's manifest document: what apply --plan applies, as reviewed."""
+    data = json.dumps(result.to_json(with_manifests=True), indent=2, ensure_ascii=False) + "\n"
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold sensitive values
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+    except OSError as e:
+        raise ReconcilerError(f"cannot write the plan file {out}: {e.strerror or e}") from None
+
+
+def read_plan_file(path: str) -> tuple[dict[str, Any], list[Move]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        raise ReconcilerError(f"{path}: no such plan file", hint="make one with `reconcile plan --out FILE`") from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ReconcilerError(f"{path}: not a plan file ({e})",
+                              hint="make one with `reconcile plan --out FILE`") from None
+    if not isinstance(doc, dict) or doc.get("format_version") != PLAN_FORMAT or not isinstance(doc.get("moves"), list):
+        raise ReconcilerError(f"{path}: not a plan file of format {PLAN_FORMAT}",
+                              hint="make one with `reconcile plan --out FILE` of this reconciler version")
+    moves: list[Move] = []
+    for i, m in enumerate(doc["moves"]):
+        if not isinstance(m, dict) or "manifest" not in m:
+            raise ReconcilerError(f"{path}: move {i} carries no manifest; make the plan with `plan --out`")
+        data = m["manifest"]
+        errors = list(schema.iter_diagnostics("move", data))
+        if errors or not isinstance(m.get("manifest_sha256"), str):
+            raise StalePlan(f"{path}: the manifest carried for move {m.get('name')!r} is not valid",
+                            hint="make the plan again with `reconcile plan --out FILE`")
+        digest = sha256_of(data)
+        if digest != m["manifest_sha256"]:
+            raise StalePlan(f"{path}: the manifest carried for {m.get('name')!r} does not match its digest; "
+                            "the plan file was edited", hint="make the plan again with `reconcile plan --out FILE`")
+        doc_ = Doc(file=str(m.get("file") or path), index=0, line=int(m.get("line") or 1), data=data)
+        moves.append(Move(manifest=Manifest.model_validate(data), doc=doc_, digest=digest))
+    return doc, moves
+
+
+# -- apply ----------------------------------------------------------------------------------
+@dataclass
+class ApplyResult:
+    plan: PlanResult
+    applied: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (name, error)
+    requests: list[RequestRecord] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # not attempted after a failure
+    declined: bool = False
+    state_written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.declined
+
+
+class _Signals:
+    """SIGINT/SIGTERM during apply: finish the current move, then stop with 130/143."""
+
+    def __init__(self) -> None:
+        self.caught: int | None = None
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.caught = signum
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def check(self) -> None:
+        if self.caught is not None:
+            code = EXIT_SIGINT if self.caught == signal.SIGINT else EXIT_SIGTERM
+            raise Interrupted(f"stopped by {signal.Signals(self.caught).name} between two moves; "
+                              "the state is consistent: run apply again to continue", code)
+
+
+Approver = Callable[[PlanResult], bool]
+Progress = Callable[[PlannedMove, int, int], None]
+
+
+def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None = None,
+          approve: Approver = lambda _: True, progress: Progress | None = None,
+          lock_timeout: float = 0.0, on_plan: Callable[[PlanResult], None] | None = None) -> ApplyResult:
+    saved: dict[str, Any] | None = None
+    if plan_file:
+        saved, moves = read_plan_file(plan_file)
+        diags: list[Diagnostic] = []
+        files = 0
+        commit = saved.get("git_commit")
+    else:
+        loaded = manifests.load(paths)
+        moves, diags, files = loaded.moves, loaded.diagnostics, loaded.files
+        commit = audit.commit_of(paths)
+    path = settings.state_path
+    with states.lock(path, "apply", lock_timeout):
+        loaded_state = states.load(path)
+        if saved is not None:
+            _check_prior_state(saved, loaded_state, plan_file or "")
+        st = loaded_state.model_copy(deep=True) if loaded_state else State()
+        platform = open_platform(settings.platform_url, settings.seed)
+        try:
+            writer = _Writer(path, st, original=loaded_state)
+            if refresh(st, platform):
+                writer.commit()
+            result = ApplyResult(build_plan(platform, moves, diags, st if loaded_state or st.moves else None,
+                                            settings.platform_url, commit, files))
+            if saved is not None and result.plan.fingerprint != saved.get("platform", {}).get("fingerprint"):
+                raise StalePlan(f"{plan_file}: the plan is stale: the platform changed for the customers it moves "
+                                "since it was made", hint="make the plan again with `reconcile plan --out FILE`")
+            if on_plan:
+                on_plan(result.plan)
+            the_plan = result.plan.plan
+            if not the_plan.applyable:
+                raise ReconcilerError("nothing was applied: the plan has errors (see above)",
+                                      hint="fix the manifests, then run `reconcile plan` again")
+            todo = [m for m in the_plan.moves if m.action == "move" or
+                    (m.reason == "already-at-destination" and m.name not in st.moves)]
+            if not todo:
+                return result
+            if not approve(result.plan):
+                result.declined = True
+                return result
+            with _Signals().installed() as sig:
+                _execute(todo, st, platform, writer, result, commit, progress, sig)
+            result.state_written = writer.writes > 0
+            return result
+        finally:
+            platform.close()
+
+
+def _check_prior_state(saved: dict[str, Any], st: State | None, plan_file: str) -> None:
+    prior = saved.get("prior_state")
+    now = {"lineage": st.lineage, "serial": st.serial} if st else None
+    if prior != now:
+        was = f"serial {prior['serial']}" if isinstance(prior, dict) else "no state"
+        is_ = f"serial {st.serial}" if st else "no state"
+        if isinstance(prior, dict) and st and prior.get("lineage") != st.lineage:
+            was, is_ = f"lineage {prior.get('lineage')}", f"lineage {st.lineage}"
+        raise StalePlan(f"{plan_file}: the plan is stale: it was made against {was}, the state is now at {is_} "
+                        "(a saved plan applies once)", hint="make the plan again with `reconcile plan --out FILE`")
+
+
+class _Writer:
+    """Each commit is a new serial, written atomically."""
+
+    def __init__(self, path: Path, st: State, original: State | None) -> None:
+        self.path, self.st, self.writes = path, st, 0
+
+    def commit(self) -> None:
+        self.st.serial += 1
+        self.st.tool_version = __version__
+        states.write(self.path, self.st)
+        self.writes += 1
+
+
+def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: _Writer, result: ApplyResult,
+             commit: str | None, progress: Progress | None, sig: _Signals) -> None:
+    for i, pm in enumerate(todo):
+        sig.check()
+        if progress:
+            progress(pm, i, len(todo))
+        ref = ManifestRef(file=pm.move.file, sha256=pm.move.digest, git_commit=commit)
+        if pm.action == "noop":
+            st.moves[pm.name] = MoveRecord(
+                manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller, to_reseller=pm.to_reseller,
+                status="adopted", applied_at=_now(), applied_by=audit.actor(), applied_serial=st.serial + 1,
+                customer_fingerprint=pm.customer_fingerprint)
+            writer.commit()
+            result.adopted.append(pm.name)
+            continue
+        assert pm.order is not None and pm.request_id is not None
+        rec = st.moves.get(pm.name)
+        if rec is None:
+            rec = MoveRecord(manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller,
+                             to_reseller=pm.to_reseller, status="in-progress")
+            st.moves[pm.name] = rec
+        rec.manifest, rec.status = ref, "in-progress"
+        rec.from_reseller, rec.to_reseller = pm.from_reseller, pm.to_reseller
+        rec.applied_at = rec.applied_by = rec.applied_serial = None
+        if rec.last_request is None or rec.last_request.id != pm.request_id:
+            rec.requests.append(RequestRecord(id=pm.request_id, status="InProgress",
+                                              sub_requests=pm.requests[0]["sub_requests"]))
+        writer.commit()  # journaled before it is submitted: a crash from here on resumes under this id
+        req = platform.submit(pm.request_id, pm.order)
+        last = rec.last_request
+        assert last is not None
+        _record_request(last, req.to_json())
+        _record_outcome(st, rec, platform, req.status == "Provisioned")
+        writer.commit()
+        result.requests.append(last)
+        if req.status != "Provisioned":
+            result.failed.append((pm.name, req.error or req.status))
+            result.pending = [m.name for m in todo[i + 1:]]
+            return
+        result.applied.append(pm.name)
+
+
+# -- status ---------------------------------------------------------------------------------
+def status(settings: Settings, names: Sequence[str] = (), lock_timeout: float = 0.0) -> State | None:
+    """Refresh request statuses from the platform into the state, and return it."""
+    path = settings.state_path
+    with states.lock(path, "status", lock_timeout):
+        st = states.load(path)
+        if st is None:
+            return None
+        unknown = [n for n in names if n not in st.moves]
+        if unknown:
+            raise ReconcilerError(f"no recorded move named {', '.join(map(repr, unknown))}",
+                                  hint="`reconcile status` lists every recorded move")
+        platform = open_platform(settings.platform_url, settings.seed)
+        try:
+            if refresh(st, platform, names):
+                st.serial += 1
+                states.write(path, st)
+        finally:
+            platform.close()
+    if names:
+        st.moves = {n: r for n, r in st.moves.items() if n in names}
+    return st
+
+
+# -- platform -------------------------------------------------------------------------------
+def platform_init(url: str, seed: str, force: bool = False) -> dict[str, int]:
+    from reconciler.platforms import sqlite
+
+    if not url.startswith("sqlite:///"):
+        raise ReconcilerError(f"platform init creates the embedded platform only; {url!r} is not sqlite:///PATH")
+    return sqlite.init(url, seed, force)
+
+
+def platform_export(settings: Settings) -> dict[str, Any]:
+    platform = open_platform(settings.platform_url, settings.seed)
+    try:
+        return platform.export()
+    finally:
+        platform.close()

@@ -1,0 +1,49 @@
+"""Git: the commit the manifests come from, and who is applying."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _git(args: Sequence[str], cwd: Path) -> str | None:
+    try:
+        p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def commit_of(paths: Sequence[str]) -> str | None:
+    """HEAD of the repository holding the manifests; `-dirty` when they differ from it."""
+    if not paths:
+        return None
+    first = Path(paths[0])
+    where = first if first.is_dir() else first.parent
+    where = where if str(where) else Path(".")
+    if not where.exists():
+        return None
+    sha = _git(["rev-parse", "HEAD"], where)
+    if not sha:
+        return None
+    top = _git(["rev-parse", "--show-toplevel"], where)
+    rel = [os.path.relpath(Path(p).resolve(), top) for p in paths] if top else list(paths)
+    dirty = _git(["status", "--porcelain", "--", *rel], Path(top) if top else where)
+    return f"{sha}-dirty" if dirty else sha
+
+
+def actor() -> str:
+    """Who applies: the CI actor, else git's user.email, else the login name."""
+    ci = os.environ.get("GITHUB_ACTOR")
+    if ci:
+        return ci
+    email = _git(["config", "user.email"], Path.cwd())
+    if email:
+        return email
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())

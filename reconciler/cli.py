@@ -1,0 +1,356 @@
+"""The command line: options -> one call into app -> render -> exit code. No business logic here."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+import yaml
+from rich.console import Console
+
+from reconciler import __version__, app, config, newmove
+from reconciler.diagnostics import Diagnostic
+from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ReconcilerError
+from reconciler.render import clean
+from reconciler.render import json as json_out
+from reconciler.render import markdown as md_out
+from reconciler.render import text as text_out
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=False,
+                   file=sys.stderr if stderr else sys.stdout)
+
+
+def _github_default() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _annotation(d: Diagnostic) -> str:
+    def esc(s: str) -> str:
+        return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(s: str) -> str:
+        return esc(s).replace(":", "%3A").replace(",", "%2C")
+
+    kind = "error" if d.is_error else "warning"
+    where = ",".join(x for x in (f"file={prop(d.file)}" if d.file else "",
+                                 f"line={d.line}" if d.line else "", f"col={d.column}" if d.column else "") if x)
+    return f"::{kind} {where},title={prop('reconcile ' + d.code)}::{esc(clean(d.message))}"
+
+
+def _emit_diagnostics(diags: Sequence[Diagnostic], github: bool = False) -> None:
+    for d in diags:
+        click.echo(clean(d.format()), err=True)
+        if github:
+            click.echo(_annotation(d))
+
+
+def platform_option(f: F) -> F:
+    return click.option("--platform", "platform_url", metavar="URL", envvar=None,
+                        help="Platform URL, e.g. sqlite:///PATH (default: $RECONCILE_PLATFORM, reconcile.toml, "
+                             "then sqlite:///.reconcile/platform.db).")(f)
+
+
+def state_option(f: F) -> F:
+    return click.option("--state", "state_path", metavar="PATH",
+                        help="State file (default: $RECONCILE_STATE, reconcile.toml, then "
+                             ".reconcile/state.json).")(f)
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="reconcile")
+def cli() -> None:
+    """Move customers between resellers, the GitOps way.
+
+    Write a move manifest, review `reconcile plan` in a pull request, and after the merge
+    `reconcile apply` provisions it: once, idempotently, journaled in a state file.
+
+    \b
+    Typical loop:
+      reconcile new-move acme northwind > moves/acme.yaml   # a ready manifest
+      reconcile validate moves/                              # offline, for pre-commit
+      reconcile plan moves/                                  # rules + what changes
+      reconcile apply moves/                                 # after review
+      reconcile status                                       # recorded moves and requests
+
+    Exit codes: 0 success; 1 any error; plan --detailed-exitcode: 2 when there are changes.
+    """
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default=None,
+              help="text (default), json ({valid, diagnostics}) or github (workflow annotations; the default "
+                   "when GITHUB_ACTIONS=true).")
+def validate(paths: tuple[str, ...], fmt: str | None) -> None:
+    """Check manifests offline: YAML, JSON Schema, unique names. No platform needed.
+
+    PATH may be a file or a directory (searched recursively for *.yaml and *.yml).
+    Fast and side-effect free: made for pre-commit hooks and editors.
+    """
+    fmt = fmt or ("github" if _github_default() else "text")
+    result = app.validate(paths)
+    if fmt == "json":
+        click.echo(json_out.dumps({"valid": result.valid, "diagnostics": [d.to_json() for d in result.diagnostics]}))
+        for d in result.diagnostics:
+            click.echo(clean(d.format()), err=True)
+    else:
+        _emit_diagnostics(result.diagnostics, github=fmt == "github")
+        n_err = sum(1 for d in result.diagnostics if d.is_error)
+        n_warn = len(result.diagnostics) - n_err
+        verdict = "valid" if result.valid else "invalid"
+        click.echo(f"{result.files} file(s), {result.moves} move(s): {verdict} "
+                   f"({n_err} errors, {n_warn} warnings)", err=fmt == "github")
+    sys.exit(EXIT_OK if result.valid else EXIT_ERROR)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "github"]), default="text",
+              show_default=True, help="text for people, json (contract section 6), markdown for a PR comment, "
+                                      "github: text plus workflow annotations.")
+@click.option("--out", "out", metavar="PLANFILE", help="Also save the plan (with its manifests) for "
+                                                       "`reconcile apply --plan PLANFILE`.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 1 on error, 2 with changes.")
+@click.option("--show-users", default="20", metavar="N|all", show_default=True,
+              help="How many changed users to list per move in text output.")
+@platform_option
+@state_option
+def plan(paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: bool, show_users: str,
+         platform_url: str | None, state_path: str | None) -> None:
+    """Check every move rule and show what changes, for the customer and every user.
+
+    Reads the platform and the state file; changes nothing. Moves are planned in argument
+    order (a directory in sorted path order), each against the platform as the valid moves
+    before it would leave it, so capacity is counted across the batch.
+    """
+    limit = _show_users(show_users)
+    settings = config.resolve(platform_url, state_path)
+    result = app.plan(paths, settings)
+    github = fmt == "github" or (_github_default() and fmt == "text")
+    _emit_diagnostics(list(result.plan.all_diagnostics()), github=github)
+    if out:
+        app.write_plan_file(result, out)
+    if fmt == "json":
+        click.echo(json_out.plan(result))
+    elif fmt == "markdown":
+        click.echo(md_out.plan(result))
+    else:
+        text_out.plan(_console(), result, limit)
+        if out:
+            click.echo(f"\nSaved the plan to {out}; apply exactly it with `reconcile apply --plan {out}`.")
+    if not result.plan.applyable:
+        sys.exit(EXIT_ERROR)
+    if detailed_exitcode and result.plan.changes:
+        sys.exit(EXIT_CHANGES)
+    sys.exit(EXIT_OK)
+
+
+def _show_users(raw: str) -> int | None:
+    if raw == "all":
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        raise click.BadParameter("give a number or 'all'", param_hint="--show-users") from None
+    if n < 0:
+        raise click.BadParameter("give a number >= 0 or 'all'", param_hint="--show-users")
+    return n
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, metavar="[PATH...]")
+@click.option("--plan", "plan_file", metavar="PLANFILE", help="Apply a plan saved with `plan --out`, "
+                                                              "exactly as reviewed, instead of PATHs.")
+@click.option("--auto-approve", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS",
+              help="Wait this long for another run's state lock.")
+@platform_option
+@state_option
+def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, lock_timeout: float,
+          platform_url: str | None, state_path: str | None) -> None:
+    """Provision the planned moves, once, journaled in the state file.
+
+    Re-checks every rule against the live platform and applies nothing if any move is
+    invalid. Each request is journaled before it is submitted, so a re-run after a crash
+    resumes it under the same id and never duplicates it; a re-run after a failure submits
+    a new attempt. Apply stops at the first failed move.
+    """
+    if bool(paths) == bool(plan_file):
+        raise click.UsageError("give manifest PATHs or --plan PLANFILE (one of them)")
+    if not auto_approve and not sys.stdin.isatty():
+        raise ReconcilerError("stdin is not a terminal, so apply cannot ask for approval",
+                              hint="review `reconcile plan`, then run `reconcile apply --auto-approve`")
+    settings = config.resolve(platform_url, state_path)
+    out = _console()
+
+    def show(result: app.PlanResult) -> None:
+        _emit_diagnostics(list(result.plan.all_diagnostics()))
+        text_out.plan(out, result, 20)
+
+    def approve(result: app.PlanResult) -> bool:
+        if auto_approve:
+            return True
+        answer = click.prompt("\nApply these changes? Only 'yes' is accepted", default="", show_default=False)
+        return bool(answer.strip() == "yes")
+
+    progress = _progress(out)
+    result = app.apply(settings, paths, plan_file, approve=approve, progress=progress.update,
+                       lock_timeout=lock_timeout, on_plan=show)
+    progress.stop()
+    if result.declined or result.applied or result.adopted or result.failed:
+        out.print()
+        text_out.apply_result(out, result)
+    else:
+        out.print("Nothing to apply: the state file was left as it was.")
+    sys.exit(EXIT_OK if result.ok else EXIT_ERROR)
+
+
+class _progress:
+    """A progress bar on a terminal for batches; silent elsewhere (CI logs stay clean)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Any = None
+        self.task: Any = None
+
+    def update(self, pm: Any, i: int, total: int) -> None:
+        if not self.console.is_terminal or total < 2:
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.description}"), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=i, description=clean(pm.name))
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME...]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Wait this long for another run's state lock.")
+@platform_option
+@state_option
+def status(names: tuple[str, ...], fmt: str, lock_timeout: float, platform_url: str | None,
+           state_path: str | None) -> None:
+    """Refresh request statuses from the platform and show the recorded moves."""
+    settings = config.resolve(platform_url, state_path)
+    st = app.status(settings, names, lock_timeout)
+    moves = {} if st is None else {n: r.model_dump(mode="json") for n, r in st.moves.items()}
+    if fmt == "json":
+        click.echo(json_out.dumps({"moves": moves}))
+        return
+    if not moves:
+        click.echo(f"No recorded moves in {settings.state_path}.")
+        return
+    for name, rec in moves.items():
+        last = (rec["requests"] or [{}])[-1]
+        click.echo(clean(f"{name}: {rec['status']}  {rec['customer']}: {rec['from_reseller']} → "
+                         f"{rec['to_reseller']}  ({len(rec['requests'])} request(s); last "
+                         f"{last.get('id', '-')} {last.get('status', '-')})"))
+        if last.get("error"):
+            click.echo(clean(f"    error: {last['error']}"))
+
+
+@cli.command("new-move")
+@click.argument("customer")
+@click.argument("reseller")
+@platform_option
+def new_move(customer: str, reseller: str, platform_url: str | None) -> None:
+    """Print a ready move manifest for CUSTOMER to RESELLER.
+
+    Detected plan and SAL mappings are written out; what cannot be matched is left as a
+    comment listing the destination's choices. Save it under your manifests folder, fill in
+    the gaps, then `reconcile plan` it.
+    """
+    settings = config.resolve(platform_url, None)
+    click.echo(newmove.render(settings, customer, reseller), nl=False)
+
+
+@cli.group()
+def platform() -> None:
+    """Create and inspect the embedded platform (sqlite:///PATH)."""
+
+
+@platform.command("init")
+@click.option("--seed", required=True, metavar="FILE", help="A kind: Platform document (.yaml/.yml or .json).")
+@click.option("--force", is_flag=True, help="Replace an existing platform (its data and requests are lost).")
+@platform_option
+def platform_init(seed: str, force: bool, platform_url: str | None) -> None:
+    """Create the embedded platform from a seed; nothing is created if the seed has any problem."""
+    settings = config.resolve(platform_url, None)
+    counts = app.platform_init(settings.platform_url, seed, force)
+    click.echo(f"Created {settings.platform_url}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@platform.command("export")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@platform_option
+def platform_export(fmt: str, platform_url: str | None) -> None:
+    """Print the live platform as a seed document, requests included (round-trips through init)."""
+    settings = config.resolve(platform_url, None)
+    doc = app.platform_export(settings)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=1, ensure_ascii=False))
+    else:
+        buf = io.StringIO()
+        yaml.dump(doc, buf, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=120)
+        click.echo(buf.getvalue(), nl=False)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: the one error boundary. Never a traceback for anything a user can type."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="reconcile", standalone_mode=False)
+    except ReconcilerError as e:
+        click.echo(f"error: {clean(e.message)}", err=True)
+        if e.hint:
+            click.echo(f"  hint: {clean(e.hint)}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.UsageError as e:
+        e.show()
+        sys.exit(EXIT_ERROR)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_ERROR)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as e:  # a bug: say so plainly, without a traceback
+        if os.environ.get("RECONCILE_DEBUG"):
+            raise
+        click.echo(f"error: internal error ({type(e).__name__}: {clean(e)}); this is a bug in reconciler "
+                   f"{__version__}. Re-run with RECONCILE_DEBUG=1 for details and report it.", err=True)
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_OK)

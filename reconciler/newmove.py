@@ -1,0 +1,80 @@
+"""`new-move`: a ready manifest with the detected plan and SAL mappings written out."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from reconciler.config import Settings
+from reconciler.errors import ReconcilerError
+from reconciler.mapping import resolve, sals_in_use
+from reconciler.platforms import open_platform
+from reconciler.render import clean
+
+
+def _scalar(v: str) -> str:
+    """Plain where YAML reads it back as the same string; quoted otherwise."""
+    try:
+        if yaml.safe_load(f"k: {v}") == {"k": v} and not v.startswith(("&", "*", "!", "%", "@", "`")):
+            return v
+    except yaml.YAMLError:
+        pass
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def move_name(customer: str, reseller: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", f"{customer}-to-{reseller}".lower()).strip("-")
+    name = re.sub(r"-{2,}", "-", name)[:63].rstrip("-")
+    return name or "move"
+
+
+def render(settings: Settings, customer: str, reseller: str) -> str:
+    platform = open_platform(settings.platform_url, settings.seed)
+    try:
+        found = platform.customers([customer, reseller])
+        cust, dest = found.get(customer), found.get(reseller)
+        if cust is None:
+            raise ReconcilerError(f"customer {customer!r} does not exist on the platform")
+        if dest is None:
+            raise ReconcilerError(f"reseller {reseller!r} does not exist on the platform")
+        if not dest.is_reseller:
+            raise ReconcilerError(f"{reseller!r} is not a reseller; a customer can only move to a reseller")
+        if cust.is_reseller:
+            raise ReconcilerError(f"{customer!r} is a reseller; a reseller customer cannot be moved")
+        res = resolve(cust, dest, {}, sals_in_use(cust, platform.users(cust.id)))
+    finally:
+        platform.close()
+    s = _scalar
+    lines = [
+        f"# {clean(customer)} from {clean(cust.parent)} to {clean(reseller)}: written by `reconcile new-move`.",
+        "# Review every mapping, fill in the ones left as comments, then `reconcile plan` it.",
+        "apiVersion: reconciler/v1", "kind: CustomerMove", "metadata:",
+        f"  name: {s(move_name(customer, reseller))}",
+        "  # ticket: CHG-0000", "  # description: why the customer moves", "spec:",
+        f"  customer: {s(customer)}", f"  toReseller: {s(reseller)}", f"  location: {s(cust.location)}",
+    ]
+    if cust.location != dest.location:
+        lines.append(f"  # WARNING: {clean(reseller)} is in {clean(dest.location)}: moves never cross locations")
+    if res:
+        lines.append("  services:")
+    for svc, r in res.items():
+        lines.append(f"    {s(svc)}:")
+        if r.offering is None:
+            lines.append(f"      # WARNING: {clean(reseller)} does not offer {clean(svc)}: this move cannot be planned")
+            continue
+        choices = ", ".join(clean(p) for p in r.offering.plans) or "none"
+        if r.plan_known:
+            lines.append(f"      plan: {s(r.plan_to)}")
+        else:
+            lines.append(f"      # plan: {clean(r.current.plan)} is not offered here; choose one of: {choices}")
+        mapped = [m for m in r.mappings.values()]
+        if mapped:
+            lines.append("      sals:")
+        offered = ", ".join(clean(x) for x in r.offering.sals) or "none"
+        for m in mapped:
+            if m.to is None:
+                lines.append(f"        # {clean(m.source_sal)}: choose one of: {offered}")
+            else:
+                lines.append(f"        {s(m.source_sal)}: {s(m.to)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,333 @@
+"""Pure planning: (moves, platform snapshot, state records) -> Plan. No I/O, no clock."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from reconciler import rules
+from reconciler.diagnostics import Diagnostic
+from reconciler.manifests import Move
+from reconciler.mapping import ServiceResolution, resolve, sals_in_use
+from reconciler.model import PENDING, SENSITIVE, Customer, MoveOrder, Props, Service, User, effective
+from reconciler.state import MoveRecord
+
+Action = Literal["move", "noop", "invalid"]
+
+
+@dataclass
+class Snapshot:
+    """The part of the platform a batch touches, read once by the app."""
+
+    catalog: dict[str, Service]
+    customers: Mapping[str, Customer]  # moved customers, their parents, the destinations
+    users: Callable[[str], Iterable[User]]  # streamed per customer
+    usage: Callable[[str], dict[str, int]]  # reseller -> service -> users of its direct customers
+    pending: Mapping[str, list[str]]  # customer -> unfinished request ids
+
+
+@dataclass
+class Change:
+    services: list[dict[str, Any]]
+    users: list[dict[str, Any]]
+    order: MoveOrder
+    holders: dict[str, int]
+    needed: bool
+
+
+@dataclass
+class PlannedMove:
+    move: Move
+    customer: str
+    from_reseller: str | None
+    to_reseller: str
+    action: Action
+    reason: str | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    users: list[dict[str, Any]] = field(default_factory=list)
+    order: MoveOrder | None = None
+    request_id: str | None = None
+    user_count: int = 0
+    customer_fingerprint: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.move.name
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        if self.action != "move" or self.order is None:
+            return []
+        return [{"id": self.request_id, "type": "CustomerMove", "customer": self.customer,
+                 "sub_requests": 1 + len(self.order.subscriptions) + self.user_count}]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "file": self.move.file, "line": self.move.line,
+            "manifest_sha256": self.move.digest, "customer": self.customer,
+            "from_reseller": self.from_reseller, "to_reseller": self.to_reseller,
+            "location": self.move.spec.location, "action": self.action, "reason": self.reason,
+            "diagnostics": [d.to_json() for d in self.diagnostics],
+            "services": self.services, "users": self.users, "requests": self.requests,
+        }
+
+
+@dataclass
+class Plan:
+    moves: list[PlannedMove]
+    diagnostics: list[Diagnostic]
+
+    def all_diagnostics(self) -> Iterator[Diagnostic]:
+        yield from self.diagnostics
+        for m in self.moves:
+            yield from m.diagnostics
+
+    @property
+    def applyable(self) -> bool:
+        return not any(d.is_error for d in self.all_diagnostics())
+
+    @property
+    def changes(self) -> bool:
+        return any(m.action == "move" for m in self.moves)
+
+    def summary(self) -> dict[str, int]:
+        diags = list(self.all_diagnostics())
+        moving = [m for m in self.moves if m.action == "move"]
+        return {
+            "moves": len(moving),
+            "noop": sum(1 for m in self.moves if m.action == "noop"),
+            "invalid": sum(1 for m in self.moves if m.action == "invalid"),
+            "users_changed": sum(len(m.users) for m in moving),
+            "requests": sum(len(m.requests) for m in moving),
+            "errors": sum(1 for d in diags if d.is_error),
+            "warnings": sum(1 for d in diags if not d.is_error),
+        }
+
+
+def request_id(name: str, digest: str, attempt: int) -> str:
+    """Deterministic: the same move, manifest and attempt always get the same request id."""
+    return "rq-" + hashlib.sha256(f"{name}\n{digest}\n{attempt}".encode()).hexdigest()[:24]
+
+
+class View:
+    """The platform as the valid moves before this one in the batch have changed it."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.changed: dict[str, Customer] = {}
+        self.sal_maps: dict[str, list[dict[str, dict[str, str]]]] = {}
+        self.usage_delta: dict[str, Counter[str]] = {}
+        self._usage: dict[str, dict[str, int]] = {}
+
+    def customer(self, cid: str) -> Customer | None:
+        return self.changed.get(cid) or self.snap.customers.get(cid)
+
+    def users(self, cid: str) -> Iterator[User]:
+        maps = self.sal_maps.get(cid)
+        for u in self.snap.users(cid):
+            for m in maps or ():
+                u = replace(u, services={s: replace(us, sal=m.get(s, {}).get(us.sal, us.sal))
+                                         for s, us in u.services.items()})
+            yield u
+
+    def usage(self, reseller: str) -> dict[str, int]:
+        if reseller not in self._usage:
+            self._usage[reseller] = dict(self.snap.usage(reseller))
+        out = dict(self._usage[reseller])
+        for svc, n in self.usage_delta.get(reseller, Counter()).items():
+            out[svc] = out.get(svc, 0) + n
+        return out
+
+    def apply(self, cust: Customer, change: Change) -> None:
+        order = change.order
+        if cust.parent != order.to_reseller:
+            for svc, n in change.holders.items():
+                self.usage_delta.setdefault(order.to_reseller, Counter())[svc] += n
+                if cust.parent is not None:
+                    self.usage_delta.setdefault(cust.parent, Counter())[svc] -= n
+        self.changed[cust.id] = replace(cust, parent=order.to_reseller, subscriptions=dict(order.subscriptions))
+        self.sal_maps.setdefault(cust.id, []).append(order.sal_map)
+
+
+@dataclass
+class Evaluation:
+    diagnostics: list[Diagnostic]
+    change: Change | None
+    user_count: int = 0
+
+
+def evaluate(move: Move, view: View, own_request: str | None = None) -> Evaluation:
+    """Every rule, then the diff: the whole meaning of one move."""
+    spec = move.spec
+    cust, dest = view.customer(spec.customer), view.customer(spec.to_reseller)
+    ctx = rules.Context(move=move, customer=cust, dest=dest, catalog=view.snap.catalog)
+    diags = rules.resolve(ctx)
+    if diags or cust is None or dest is None:
+        return Evaluation(diags, None)
+    users = list(view.users(cust.id))
+    ctx.resolutions = resolve(cust, dest, dict(spec.services), sals_in_use(cust, users))
+    ctx.holders = dict(Counter(s for u in users for s in u.services))
+    ctx.dest_usage = view.usage(dest.id)
+    ctx.pending = [r for r in view.snap.pending.get(cust.id, []) if r != own_request]
+    diags = rules.check(ctx)
+    if any(d.is_error for d in diags):
+        return Evaluation(diags, None, len(users))
+    source = view.customer(cust.parent) if cust.parent else None
+    return Evaluation(diags, diff(cust, source, dest, ctx.resolutions, users, view.snap.catalog, ctx.holders),
+                      len(users))
+
+
+def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str, ServiceResolution],
+         users: Sequence[User], catalog: dict[str, Service], holders: dict[str, int]) -> Change:
+    """What changes for the customer's services and for every user (plain comparisons: this is hot)."""
+    src_offers = (source.offerings or {}) if source else {}
+    dst_offers = dest.offerings or {}
+    secret = {s: {n for n, p in svc.properties.items() if p.sensitive} for s, svc in catalog.items()}
+    services, needed = [], cust.parent != dest.id
+    for svc, r in res.items():
+        new = r.new_subscription()
+        needed = needed or new != r.current
+        services.append({
+            "service": svc,
+            "plan": {"from": r.current.plan, "to": r.plan_to},
+            "sal_mappings": [{"from": m.source_sal, "to": m.to, "source": m.source} for m in r.mappings.values()],
+            "customer_properties": _changed(r.current.overrides, new.overrides, secret.get(svc, set())),
+        })
+    user_changes = []
+    for u in users:
+        entries = []
+        for svc, us in u.services.items():
+            r = res.get(svc)
+            if r is None:  # a service the customer does not subscribe to: left as it is
+                continue
+            to_sal = r.target(us.sal)
+            before = effective((src_offers.get(svc).sals.get(us.sal) if svc in src_offers else None),
+                               r.current.overrides, us.overrides)
+            after = effective(dst_offers[svc].sals.get(to_sal), r.new_overrides, us.overrides)
+            if to_sal != us.sal or before != after:
+                needed = needed or to_sal != us.sal
+                entries.append({"service": svc, "sal": {"from": us.sal, "to": to_sal},
+                                "properties": _changed(before, after, secret.get(svc, set()))})
+        if entries:
+            user_changes.append({"user": u.id, "services": entries})
+    user_changes.sort(key=lambda x: x["user"])
+    order = MoveOrder(customer=cust.id, to_reseller=dest.id,
+                      subscriptions={svc: r.new_subscription() for svc, r in res.items()},
+                      sal_map={svc: r.sal_map for svc, r in res.items()})
+    return Change(services, user_changes, order, holders, needed)
+
+
+def _changed(before: Props, after: Props, secret: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in sorted(before.keys() | after.keys()):
+        a, b = before.get(k), after.get(k)
+        if a != b or type(a) is not type(b):
+            if k in secret:
+                a, b = (None if a is None else SENSITIVE), (None if b is None else SENSITIVE)
+            out[k] = {"from": a, "to": b}
+    return out
+
+
+def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord],
+         latest_done: Mapping[str, tuple[int, str]], diagnostics: Sequence[Diagnostic] = ()) -> Plan:
+    """Plan every move in order against the platform as the valid moves before it change it."""
+    view = View(snap)
+    state_says: dict[str, str] = {}
+    for m in moves:
+        rec = records.get(m.name)
+        if rec is not None and rec.done:
+            if rec.manifest.sha256 != m.digest:
+                state_says[m.name] = "changed"
+            elif latest_done.get(rec.customer, (0, m.name))[1] != m.name:
+                state_says[m.name] = "superseded"
+            else:
+                state_says[m.name] = "applied"
+    duplicated = _duplicated(moves, state_says, View(snap))
+    out: list[PlannedMove] = []
+    for m in moves:
+        spec = m.spec
+        cust = view.customer(spec.customer)
+        pm = PlannedMove(move=m, customer=spec.customer, from_reseller=cust.parent if cust else None,
+                         to_reseller=spec.to_reseller, action="noop",
+                         customer_fingerprint=cust.digest if cust else None)
+        out.append(pm)
+        said = state_says.get(m.name)
+        rec = records.get(m.name)
+        if said == "changed":
+            assert rec is not None
+            pm.action = "invalid"
+            pm.diagnostics = [m.locate(Diagnostic(
+                code="manifest-changed-after-apply",
+                message=f"{m.name!r} was {rec.status} from a different manifest (sha256 {rec.manifest.sha256[:12]}…); "
+                        "an applied move is history: restore the manifest, or write a new move with a new name",
+                path="$"), ())]
+        elif said == "superseded":
+            pm.reason = "superseded"
+        elif said == "applied":
+            assert rec is not None
+            pm.reason = "applied"
+            if not (cust is not None and spec.customer not in view.changed
+                    and rec.customer_fingerprint == cust.digest):
+                ev = evaluate(m, view)
+                if any(d.is_error for d in ev.diagnostics) or (ev.change is not None and ev.change.needed):
+                    pm.reason = "drifted"
+                    pm.diagnostics = [m.locate(Diagnostic(
+                        code="drift", severity="warning", path="$",
+                        message=f"{spec.customer!r} no longer matches {m.name!r} on the platform; it is not moved "
+                                "back silently: write a new move to move it again"), ())]
+        elif spec.customer in duplicated:
+            others = ", ".join(f"{o.name} ({o.file})" for o in duplicated[spec.customer] if o is not m)
+            pm.action = "invalid"
+            pm.diagnostics = [m.locate(Diagnostic(
+                code="duplicate-move", path="$.spec.customer",
+                message=f"{spec.customer!r} is also moved by {others}; keep one move per customer"),
+                ("spec", "customer"))]
+        else:
+            own = _resumable(rec, m.digest)
+            ev = evaluate(m, view, own)
+            pm.diagnostics = ev.diagnostics
+            pm.user_count = ev.user_count
+            if any(d.is_error for d in ev.diagnostics):
+                pm.action = "invalid"
+            elif ev.change is None or not ev.change.needed:
+                pm.reason = "already-at-destination"
+                pm.diagnostics = [d for d in ev.diagnostics if d.code != "sal-unused"]
+                if ev.change is not None:
+                    pm.order = ev.change.order
+            else:
+                assert cust is not None
+                pm.action = "move"
+                pm.services, pm.users, pm.order = ev.change.services, ev.change.users, ev.change.order
+                attempt = len(rec.requests) + 1 if rec is not None else 1
+                pm.request_id = own or request_id(m.name, m.digest, attempt)
+                view.apply(cust, ev.change)
+    return Plan(out, list(diagnostics))
+
+
+def _resumable(rec: MoveRecord | None, digest: str) -> str | None:
+    """The request id to resume: the record's last request, journaled but never finished."""
+    if rec is None or rec.status != "in-progress" or rec.manifest.sha256 != digest:
+        return None
+    last = rec.last_request
+    return last.id if last is not None and last.status in PENDING else None
+
+
+def _duplicated(moves: Sequence[Move], state_says: Mapping[str, str], before: View) -> dict[str, list[Move]]:
+    """Customers moved by two or more moves that still need changes, judged before the run."""
+    by_customer: dict[str, list[Move]] = {}
+    for m in moves:
+        if m.name in state_says:
+            continue
+        cust = before.customer(m.spec.customer)
+        if cust is None:
+            continue
+        if cust.parent == m.spec.to_reseller:
+            ev = evaluate(m, before)
+            if ev.change is None or not ev.change.needed:
+                continue
+        by_customer.setdefault(cust.id, []).append(m)
+    return {c: ms for c, ms in by_customer.items() if len(ms) > 1}

@@ -1,0 +1,24 @@
+"""Reporters: json for machines, text for people, markdown for pull-request comments."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(value: Any) -> str:
+    """Text from a manifest or the platform, safe for a terminal: control and bidi characters escaped."""
+    s = "null" if value is None else str(value)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", s)
+
+
+def value(v: Any) -> str:
+    """A property value as people read it."""
+    if v is None:
+        return "(unset)"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return clean(v)

@@ -1,0 +1,152 @@
+"""The plan as a pull-request comment: summary first, a collapsible section per move, always < 65,000 chars."""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from typing import Any
+
+from reconciler.app import PlanResult
+from reconciler.planner import PlannedMove
+from reconciler.render import clean, value
+
+MARKER = "<!-- reconcile-plan -->"
+LIMIT = 65_000
+ICON = {"move": "🔀", "noop": "✅", "invalid": "❌"}
+
+
+def md(x: Any) -> str:
+    """Inert in markdown and HTML: no tags, no code spans, no table breaks, one line."""
+    s = clean(x).replace("\n", " ").replace("\r", " ")
+    s = html.escape(s, quote=True)
+    for ch, ent in (("`", "&#96;"), ("|", "&#124;"), ("*", "&#42;"), ("_", "&#95;"), ("[", "&#91;"),
+                    ("]", "&#93;"), ("~", "&#126;"), ("\\", "&#92;"), ("@", "&#64;")):
+        s = s.replace(ch, ent)
+    return s
+
+
+def _mermaid_label(x: Any) -> str:
+    return clean(x).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;").replace("`", "#96;")
+
+
+def mermaid(result: PlanResult, max_edges: int = 30) -> str:
+    moving = [m for m in result.plan.moves if m.action == "move"]
+    if not moving:
+        return ""
+    pairs: dict[tuple[str, str], list[PlannedMove]] = defaultdict(list)
+    for m in moving:
+        pairs[(m.from_reseller or "?", m.to_reseller)].append(m)
+    nodes: dict[str, str] = {}
+
+    def node(name: str) -> str:
+        if name not in nodes:
+            nodes[name] = f"r{len(nodes)}"
+        return nodes[name]
+
+    lines = ["```mermaid", "flowchart LR"]
+    for (src, dst), ms in list(pairs.items())[:max_edges]:
+        users = sum(m.user_count for m in ms)
+        if len(ms) <= 3:
+            label = ", ".join(f"{m.customer} ({m.user_count} users)" for m in ms)
+        else:
+            label = f"{len(ms)} customers, {users} users"
+        lines.append(f'  {node(src)}["{_mermaid_label(src)}"] -->|"{_mermaid_label(label)}"| '
+                     f'{node(dst)}["{_mermaid_label(dst)}"]')
+    if len(pairs) > max_edges:
+        lines.append(f'  more["… {len(pairs) - max_edges} more reseller pairs"]')
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def _summary(result: PlanResult) -> list[str]:
+    s = result.plan.summary()
+    status = "❌ not applyable" if not result.plan.applyable else ("🔀 changes" if s["moves"] else "✅ no changes")
+    out = [MARKER, f"## reconcile plan: {status}", "",
+           "| moves | no-op | invalid | users changed | requests | errors | warnings |",
+           "|---:|---:|---:|---:|---:|---:|---:|",
+           f"| {s['moves']} | {s['noop']} | {s['invalid']} | {s['users_changed']} | {s['requests']} | "
+           f"{s['errors']} | {s['warnings']} |", ""]
+    if result.git_commit:
+        out += [f"Commit `{md(result.git_commit)}` · platform `{md(result.fingerprint[:19])}`", ""]
+    return out
+
+
+def _move_row(m: PlannedMove) -> str:
+    codes = ", ".join(sorted({d.code for d in m.diagnostics}))
+    what = m.reason or codes or "move"
+    if m.action == "invalid":
+        what = codes
+    return (f"| {ICON[m.action]} {md(m.name)} | {md(m.customer)} | {md(m.from_reseller or '?')} → "
+            f"{md(m.to_reseller)} | {len(m.users)} | {md(what)} |")
+
+
+def _details(m: PlannedMove, max_users: int = 20) -> str:
+    out = [f"<details><summary>{ICON[m.action]} <b>{md(m.name)}</b>: {md(m.customer)} "
+           f"{md(m.from_reseller or '?')} → {md(m.to_reseller)} ({len(m.users)} users change)</summary>", ""]
+    out.append(f"File: {md(m.move.file)} line {m.move.line}")
+    if m.move.manifest.metadata.ticket:
+        out.append(f" · ticket {md(m.move.manifest.metadata.ticket)}")
+    if m.move.manifest.metadata.description:
+        out += ["", f"> {md(m.move.manifest.metadata.description)[:500]}"]
+    out.append("")
+    for d in m.diagnostics:
+        out.append(f"- **{d.severity}** {md(d.code)} (line {d.line}): {md(d.message)}")
+    if m.diagnostics:
+        out.append("")
+    if m.services:
+        out += ["| service | plan | SALs | customer overrides |", "|---|---|---|---|"]
+        for s in m.services:
+            maps = ", ".join(f"{md(x['from'])} → {md(x['to'])}" for x in s["sal_mappings"])
+            props = ", ".join(f"{md(k)}: {md(value(v['from']))} → {md(value(v['to']))}"
+                              for k, v in s["customer_properties"].items()) or "–"
+            out.append(f"| {md(s['service'])} | {md(s['plan']['from'])} → {md(s['plan']['to'])} | {maps} | "
+                       f"{props} |")
+        out.append("")
+    if m.users:
+        out += ["| user | service | SAL | properties |", "|---|---|---|---|"]
+        for u in m.users[:max_users]:
+            for s in u["services"]:
+                props = ", ".join(f"{md(k)}: {md(value(v['from']))} → {md(value(v['to']))}"
+                                  for k, v in s["properties"].items()) or "–"
+                out.append(f"| {md(u['user'])} | {md(s['service'])} | {md(s['sal']['from'])} → "
+                           f"{md(s['sal']['to'])} | {props} |")
+        if len(m.users) > max_users:
+            out.append(f"\n… and {len(m.users) - max_users} more users: see the plan JSON artifact.")
+        out.append("")
+    out += ["</details>", ""]
+    return "\n".join(out)
+
+
+def plan(result: PlanResult, limit: int = LIMIT) -> str:
+    parts = _summary(result)
+    diagram = mermaid(result)
+    if diagram:
+        parts += [diagram, ""]
+    if result.plan.diagnostics:
+        parts.append(f"**{len(result.plan.diagnostics)} problem(s) outside any move:**")
+        for d in result.plan.diagnostics[:50]:
+            parts.append(f"- {md(d.file or '')}:{d.line or ''} {md(d.code)}: {md(d.message)}")
+        parts.append("")
+    rows = ["| move | customer | reseller | users | action |", "|---|---|---|---:|---|"]
+    rows += [_move_row(m) for m in result.plan.moves]
+    tail = "\n_Truncated to fit a comment: the plan JSON artifact has every move and user._\n"
+    head = "\n".join(parts) + "\n"
+    table = "\n".join(rows) + "\n\n"
+    if len(head) + len(table) + len(tail) > limit:
+        kept = []
+        size = len(head) + len(tail) + 200
+        for r in rows:
+            if size + len(r) + 1 > limit:
+                break
+            kept.append(r)
+            size += len(r) + 1
+        return head + "\n".join(kept) + f"\n\n_… {len(rows) - len(kept)} more moves not shown._\n" + tail
+    body = head + table
+    for i, m in enumerate(result.plan.moves):
+        d = _details(m)
+        if len(body) + len(d) + len(tail) > limit:
+            d = _details(m, max_users=3)
+            if len(body) + len(d) + len(tail) > limit:
+                return body + f"_… details of {len(result.plan.moves) - i} more moves left out._\n" + tail
+        body += d
+    return body

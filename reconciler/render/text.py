@@ -1,0 +1,112 @@
+"""Plans and results for people at a terminal (colour only on a terminal, NO_COLOR honoured)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reconciler.app import ApplyResult, PlanResult
+from reconciler.planner import PlannedMove
+from reconciler.render import clean, value
+
+SYMBOL = {"move": "[yellow]~[/]", "noop": "[green]=[/]", "invalid": "[red]✗[/]"}
+REASON = {
+    "applied": "already applied",
+    "adopted": "already applied",
+    "superseded": "superseded by a later applied move of the customer",
+    "already-at-destination": "already at the destination: apply records it as adopted",
+    "drifted": "drifted: the platform no longer matches this applied move (see the warning)",
+}
+
+
+def e(x: Any) -> str:
+    return escape(clean(x))
+
+
+def summary_line(result: PlanResult) -> str:
+    s = result.plan.summary()
+    return (f"Plan: {s['moves']} to move, {s['noop']} no-op, {s['invalid']} invalid; "
+            f"{s['users_changed']} users change; {s['requests']} requests; "
+            f"{s['errors']} errors, {s['warnings']} warnings")
+
+
+def plan(console: Console, result: PlanResult, show_users: int | None = 20) -> None:
+    s = result.plan.summary()
+    style = "red" if s["errors"] else ("yellow" if s["moves"] else "green")
+    console.print(f"[bold {style}]{escape(summary_line(result))}[/]")
+    if result.plan.diagnostics:
+        e_, w = (sum(1 for d in result.plan.diagnostics if d.is_error),
+                 sum(1 for d in result.plan.diagnostics if not d.is_error))
+        console.print(f"[red]{e_} problem(s) outside any move, {w} warning(s): see the messages above[/]")
+    for m in result.plan.moves:
+        console.print()
+        _move(console, m, show_users)
+    console.print()
+    if not result.plan.applyable:
+        console.print("[red]Not applyable: fix the errors above; `reconcile apply` changes nothing while any "
+                      "move is invalid.[/]")
+    elif s["moves"]:
+        console.print("Run `reconcile apply` to make these changes.")
+    else:
+        console.print("[green]No changes: the platform matches the manifests.[/]")
+
+
+def _move(console: Console, m: PlannedMove, show_users: int | None) -> None:
+    head = (f"{SYMBOL[m.action]} [bold]{e(m.name)}[/]  {e(m.customer)}: {e(m.from_reseller or '?')} → "
+            f"{e(m.to_reseller)}  [dim]({e(m.move.file)}:{m.move.line})[/]")
+    console.print(head)
+    if m.action == "noop":
+        console.print(f"    no-op: {REASON.get(m.reason or '', m.reason)}")
+    for d in m.diagnostics:
+        colour = "red" if d.is_error else "yellow"
+        console.print(f"    [{colour}]{d.severity}[{e(d.code)}][/]: {e(d.message)}")
+    if m.action != "move":
+        return
+    for svc in m.services:
+        p = svc["plan"]
+        plan_txt = (f"plan {e(p['from'])} → {e(p['to'])}" if p["from"] != p["to"] else f"plan {e(p['to'])}")
+        console.print(f"    [bold]{e(svc['service'])}[/]  {plan_txt}")
+        maps = ", ".join(f"{e(x['from'])} → {e(x['to'])} ({'same id' if x['source'] == 'name' else 'mapped'})"
+                         for x in svc["sal_mappings"])
+        console.print(f"      SAL {maps}")
+        for k, ch in svc["customer_properties"].items():
+            console.print(f"      customer override {e(k)}: {e(value(ch['from']))} → {e(value(ch['to']))}")
+    users = m.users
+    console.print(f"    users: {len(users)} of {m.user_count} change")
+    if users:
+        table = Table(box=None, pad_edge=False, padding=(0, 2), show_edge=False)
+        for col in ("user", "service", "SAL", "properties"):
+            table.add_column(col, overflow="fold")
+        shown = users if show_users is None else users[:show_users]
+        for u in shown:
+            for i, s in enumerate(u["services"]):
+                sal = s["sal"]
+                sal_txt = e(sal["from"]) if sal["from"] == sal["to"] else f"{e(sal['from'])} → {e(sal['to'])}"
+                props = ", ".join(f"{e(k)} {e(value(v['from']))} → {e(value(v['to']))}"
+                                  for k, v in s["properties"].items())
+                table.add_row(e(u["user"]) if i == 0 else "", e(s["service"]), sal_txt, props or "-")
+        console.print(table, style=None)
+        if len(shown) < len(users):
+            console.print(f"    … and {len(users) - len(shown)} more users (--show-users all lists them)")
+    for r in m.requests:
+        console.print(f"    request {e(r['id'])}: {r['type']}, {r['sub_requests']} sub-requests")
+
+
+def apply_result(console: Console, r: ApplyResult) -> None:
+    if r.declined:
+        console.print("[red]Apply cancelled: nothing was changed.[/]")
+        return
+    n_req = len(r.requests)
+    colour = "red" if r.failed else "green"
+    console.print(f"[bold {colour}]Apply complete: {len(r.applied)} applied, {len(r.adopted)} adopted, "
+                  f"{len(r.failed)} failed, {n_req} requests submitted.[/]")
+    for name, err in r.failed:
+        console.print(f"[red]  {e(name)} failed: {e(err)}[/]")
+    if r.pending:
+        console.print(f"[yellow]  {len(r.pending)} move(s) not attempted after the failure: "
+                      f"{e(', '.join(r.pending[:10]))}{' …' if len(r.pending) > 10 else ''}[/]")
+    if r.failed:
+        console.print("  Fix the cause, then run apply again: it submits a new attempt for the failed move.")

@@ -1,0 +1,106 @@
+"""Load the JSON Schemas shipped inside the package and turn schema errors into Diagnostics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from reconciler.diagnostics import Diagnostic, error
+
+PathTuple = tuple[str | int, ...]
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """`name` is e.g. "move" for schemas/move.schema.json (inside the wheel, or the source tree)."""
+    fname = f"{name}.schema.json"
+    try:
+        text = (resources.files("reconciler.schemas") / fname).read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        text = (Path(__file__).resolve().parents[1] / "schemas" / fname).read_text("utf-8")
+    doc: dict[str, Any] = json.loads(text)
+    return doc
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(load(name))
+
+
+def json_path(path: PathTuple) -> str:
+    out = "$"
+    for p in path:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p.replace("_", "a").replace("-", "a").isalnum() and not p[:1].isdigit():
+            out += f".{p}"
+        else:
+            out += "[" + json.dumps(p) + "]"
+    return out
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """A value for a message: JSON-ish, one line, control characters escaped, truncated."""
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_JSON_TYPE = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+              float: "a number", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+def _message(e: ValidationError) -> str:
+    v = e.validator
+    if v == "required":
+        return e.message.replace(" is a required property", " is required")
+    if v == "type":
+        want = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
+        names = " or ".join(_JSON_TYPE.get({"object": dict, "array": list, "string": str, "boolean": bool,
+                                            "integer": int, "number": float, "null": type(None)}[t], t)
+                            for t in want)
+        return f"expected {names}, got {_kind(e.instance)}"
+    if v == "const":
+        return f"expected {short(e.validator_value)}, got {short(e.instance)}"
+    if v == "enum":
+        return f"expected one of {', '.join(map(short, e.validator_value))}; got {short(e.instance)}"
+    if v == "pattern":
+        return f"{short(e.instance)} does not match {e.validator_value}"
+    if v == "maxLength":
+        return f"{short(e.instance)} is longer than {e.validator_value} characters"
+    if v == "minimum":
+        return f"{short(e.instance)} is less than {e.validator_value}"
+    return e.message if len(e.message) < 300 else e.message[:299] + "…"
+
+
+def iter_diagnostics(name: str, instance: Any) -> Iterator[tuple[Diagnostic, PathTuple, bool]]:
+    """Schema problems as (diagnostic, path, at_key): at_key means point at the key, not the value."""
+    for e in sorted(validator(name).iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path]):
+        path: PathTuple = tuple(e.absolute_path)
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            allowed = set((e.schema.get("properties") or {}))
+            for key in [k for k in e.instance if k not in allowed]:
+                kp = (*path, key)
+                hint = f" (allowed here: {', '.join(sorted(allowed))})" if allowed else ""
+                yield (error("schema", f"{json_path(kp)}: unknown key {short(key)}{hint}", json_path(kp)),
+                       kp, True)
+            continue
+        if "propertyNames" in e.schema_path and isinstance(e.instance, str):
+            kp = (*path, e.instance)
+            yield (error("schema", f"{json_path(kp)}: key {_message(e)}", json_path(kp)), kp, True)
+            continue
+        yield error("schema", f"{json_path(path)}: {_message(e)}", json_path(path)), path, False
+
+
+Positioner = Callable[[PathTuple, bool], tuple[int, int]]

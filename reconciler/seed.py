@@ -1,0 +1,189 @@
+"""Read a platform seed (YAML or JSON) and check that every reference in it resolves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler import schema
+from reconciler.diagnostics import Diagnostic, error
+from reconciler.errors import PlatformError
+from reconciler.model import PropertyDef
+from reconciler.schema import PathTuple, json_path, short
+from reconciler.yamlsafe import Doc, decode, load_all
+
+MAX_SEED_BYTES = 1024 * 1024 * 1024
+
+
+@dataclass
+class Seed:
+    """A checked seed document, normalised: every optional collection present."""
+
+    doc: dict[str, Any]
+
+
+def read(file: str) -> Seed:
+    """Parse and check a seed file; every problem is listed in one PlatformError."""
+    try:
+        with open(file, "rb") as fh:
+            raw = fh.read(MAX_SEED_BYTES + 1)
+    except OSError as e:
+        raise PlatformError(f"{file}: cannot read the seed: {e.strerror or e}") from None
+    if len(raw) > MAX_SEED_BYTES:
+        raise PlatformError(f"{file}: the seed is larger than 1 GiB")
+    text, bad = decode(raw, file)
+    if bad is not None or text is None:
+        raise PlatformError(bad.format() if bad else f"{file}: cannot decode")
+    doc: Doc | None = None
+    if file.endswith(".json"):
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            line = getattr(e, "lineno", None)
+            col = getattr(e, "colno", None)
+            raise PlatformError(error("yaml", f"not valid JSON: {getattr(e, 'msg', e)}")
+                                .at(file, line, col).format()) from None
+        doc = Doc(file=file, index=0, line=1, data=data)
+    else:
+        for item in load_all(text, file):
+            if isinstance(item, Diagnostic):
+                raise PlatformError(item.format())
+            if doc is not None:
+                raise PlatformError(f"{file}:{item.line}:1: error[yaml]: a seed holds one document")
+            doc = item
+    if doc is None or doc.data is None:
+        raise PlatformError(f"{file}: the seed is empty")
+    problems = check(doc)
+    if problems:
+        listed = "\n".join(p.format() for p in problems)
+        raise PlatformError(f"{file}: the seed has {len(problems)} problem(s); nothing was created:\n{listed}")
+    data = doc.data
+    for key in ("locations", "services", "customers", "requests"):
+        data[key] = data.get(key) or []
+    return Seed(doc=data)
+
+
+def check(doc: Doc) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for d, path, at_key in schema.iter_diagnostics("platform", doc.data):
+        line, col = doc.position(path, at_key) if doc.marks else (None, None)
+        out.append(d.at(doc.file, line, col))
+    if out:
+        return out
+    for path, message in _reference_problems(doc.data):
+        line, col = doc.position(path) if doc.marks else (None, None)
+        out.append(error("seed", f"{json_path(path)}: {message}", json_path(path)).at(doc.file, line, col))
+    return out
+
+
+def catalog_of(data: dict[str, Any]) -> dict[str, dict[str, PropertyDef]]:
+    return {
+        s["id"]: {n: PropertyDef(n, p["type"], bool(p.get("sensitive", False)))
+                  for n, p in (s.get("properties") or {}).items()}
+        for s in data.get("services") or []
+    }
+
+
+def _props(props: dict[str, Any] | None, service: str, catalog: dict[str, dict[str, PropertyDef]],
+           path: PathTuple) -> Iterator[tuple[PathTuple, str]]:
+    defs = catalog.get(service, {})
+    for name, value in (props or {}).items():
+        pd = defs.get(name)
+        if pd is None:
+            yield (*path, name), f"unknown property {short(name)} of service {short(service)}"
+        elif not pd.accepts(value):
+            yield (*path, name), f"property {short(name)} must be {pd.type}, got {short(value) if not pd.sensitive else 'a ' + type(value).__name__}"
+
+
+def _reference_problems(data: dict[str, Any]) -> Iterator[tuple[PathTuple, str]]:
+    def dup(kind: str, items: list[Any], section: str) -> set[str]:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item["id"] in seen:
+                dups.append(((section, i, "id"), f"duplicate {kind} id {short(item['id'])}"))
+            seen.add(item["id"])
+        return seen
+
+    dups: list[tuple[PathTuple, str]] = []
+    locations = dup("location", data.get("locations") or [], "locations")
+    dup("service", data.get("services") or [], "services")
+    customers = data.get("customers") or []
+    dup("customer", customers, "customers")
+    yield from dups
+    catalog = catalog_of(data)
+    by_id = {c["id"]: c for c in customers}
+    plans: dict[str, set[str]] = {}
+    sals: dict[str, set[str]] = {}
+    for i, c in enumerate(customers):
+        for svc, off in ((c.get("reseller") or {}).get("services") or {}).items():
+            p: PathTuple = ("customers", i, "reseller", "services", svc)
+            if svc not in catalog:
+                yield p, f"unknown service {short(svc)}"
+                continue
+            plans.setdefault(svc, set()).update(off.get("plans") or [])
+            for sal, props in (off.get("sals") or {}).items():
+                sals.setdefault(svc, set()).add(sal)
+                yield from _props(props, svc, catalog, (*p, "sals", sal))
+    users_seen: dict[str, str] = {}
+    for i, c in enumerate(customers):
+        p = ("customers", i)
+        cid = c["id"]
+        if c["location"] not in locations:
+            yield (*p, "location"), f"customer {short(cid)}: unknown location {short(c['location'])}"
+        parent = c.get("parent")
+        if parent is None:
+            if c.get("reseller") is None:
+                yield (*p, "parent"), f"customer {short(cid)} has no parent; only a top-level reseller may"
+        elif parent not in by_id:
+            yield (*p, "parent"), f"customer {short(cid)}: unknown parent {short(parent)}"
+        elif by_id[parent].get("reseller") is None:
+            yield (*p, "parent"), f"customer {short(cid)}: parent {short(parent)} is not a reseller"
+        elif _cycle(cid, by_id):
+            yield (*p, "parent"), f"customer {short(cid)}: the parent chain loops back to it"
+        subs = c.get("services") or {}
+        for svc, sub in subs.items():
+            sp: PathTuple = (*p, "services", svc)
+            if svc not in catalog:
+                yield sp, f"customer {short(cid)}: unknown service {short(svc)}"
+                continue
+            if sub["plan"] not in plans.get(svc, set()):
+                yield (*sp, "plan"), f"customer {short(cid)}: unknown plan {short(sub['plan'])} of {short(svc)}"
+            if sub["sal"] not in sals.get(svc, set()):
+                yield (*sp, "sal"), f"customer {short(cid)}: unknown SAL {short(sub['sal'])} of {short(svc)}"
+            yield from _props(sub.get("overrides"), svc, catalog, (*sp, "overrides"))
+        for j, u in enumerate(c.get("users") or []):
+            up: PathTuple = (*p, "users", j)
+            uid = u["id"]
+            if uid in users_seen:
+                yield (*up, "id"), f"duplicate user id {short(uid)} (also in customer {short(users_seen[uid])})"
+            users_seen[uid] = cid
+            for svc, us in (u.get("services") or {}).items():
+                usp: PathTuple = (*up, "services", svc)
+                if svc not in catalog:
+                    yield usp, f"user {short(uid)}: unknown service {short(svc)}"
+                    continue
+                if svc not in subs:
+                    yield usp, f"user {short(uid)}: customer {short(cid)} does not subscribe to {short(svc)}"
+                if us["sal"] not in sals.get(svc, set()):
+                    yield (*usp, "sal"), f"user {short(uid)}: unknown SAL {short(us['sal'])} of {short(svc)}"
+                yield from _props(us.get("overrides"), svc, catalog, (*usp, "overrides"))
+    seen_rq: set[str] = set()
+    for i, r in enumerate(data.get("requests") or []):
+        if r["id"] in seen_rq:
+            yield ("requests", i, "id"), f"duplicate request id {short(r['id'])}"
+        seen_rq.add(r["id"])
+        if r["customer"] not in by_id:
+            yield ("requests", i, "customer"), f"request {short(r['id'])}: unknown customer {short(r['customer'])}"
+
+
+def _cycle(cid: str, by_id: dict[str, Any]) -> bool:
+    seen = {cid}
+    cur = by_id[cid].get("parent")
+    while cur is not None and cur in by_id:
+        if cur in seen:
+            return True
+        seen.add(cur)
+        cur = by_id[cur].get("parent")
+    return False
