@@ -197,24 +197,24 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
             "sal_mappings": [{"from": m.source_sal, "to": m.to, "source": m.source} for m in r.mappings.values()],
             "customer_properties": _changed(r.current.overrides, new.overrides, secret.get(svc, set())),
         })
-    user_changes = []
+    user_changes: list[dict[str, Any]] = []
     for u in users:
         entries = []
         for svc, us in u.services.items():
-            r = res.get(svc)
-            if r is None:  # a service the customer does not subscribe to: left as it is
+            sr = res.get(svc)
+            if sr is None:  # a service the customer does not subscribe to: left as it is
                 continue
-            to_sal = r.target(us.sal)
-            before = effective((src_offers.get(svc).sals.get(us.sal) if svc in src_offers else None),
-                               r.current.overrides, us.overrides)
-            after = effective(dst_offers[svc].sals.get(to_sal), r.new_overrides, us.overrides)
+            to_sal = sr.target(us.sal)
+            src = src_offers.get(svc)
+            before = effective(src.sals.get(us.sal) if src else None, sr.current.overrides, us.overrides)
+            after = effective(dst_offers[svc].sals.get(to_sal), sr.new_overrides, us.overrides)
             if to_sal != us.sal or before != after:
                 needed = needed or to_sal != us.sal
                 entries.append({"service": svc, "sal": {"from": us.sal, "to": to_sal},
                                 "properties": _changed(before, after, secret.get(svc, set()))})
         if entries:
             user_changes.append({"user": u.id, "services": entries})
-    user_changes.sort(key=lambda x: x["user"])
+    user_changes.sort(key=lambda x: str(x["user"]))
     order = MoveOrder(customer=cust.id, to_reseller=dest.id,
                       subscriptions={svc: r.new_subscription() for svc, r in res.items()},
                       sal_map={svc: r.sal_map for svc, r in res.items()})

@@ -57,6 +57,10 @@ _JSON_TYPE = {dict: "a mapping", list: "a list", str: "a string", bool: "a boole
               float: "a number", type(None): "null"}
 
 
+_TYPE_NAME = {"object": "a mapping", "array": "a list", "string": "a string", "boolean": "a boolean",
+              "integer": "an integer", "number": "a number", "null": "null"}
+
+
 def _kind(value: Any) -> str:
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
@@ -67,14 +71,13 @@ def _message(e: ValidationError) -> str:
         return e.message.replace(" is a required property", " is required")
     if v == "type":
         want = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
-        names = " or ".join(_JSON_TYPE.get({"object": dict, "array": list, "string": str, "boolean": bool,
-                                            "integer": int, "number": float, "null": type(None)}[t], t)
-                            for t in want)
+        names = " or ".join(_TYPE_NAME.get(str(t), str(t)) for t in want)
         return f"expected {names}, got {_kind(e.instance)}"
     if v == "const":
         return f"expected {short(e.validator_value)}, got {short(e.instance)}"
     if v == "enum":
-        return f"expected one of {', '.join(map(short, e.validator_value))}; got {short(e.instance)}"
+        options: list[Any] = list(e.validator_value) if isinstance(e.validator_value, list) else []
+        return f"expected one of {', '.join(map(short, options))}; got {short(e.instance)}"
     if v == "pattern":
         return f"{short(e.instance)} does not match {e.validator_value}"
     if v == "maxLength":
@@ -89,7 +92,7 @@ def iter_diagnostics(name: str, instance: Any) -> Iterator[tuple[Diagnostic, Pat
     for e in sorted(validator(name).iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path]):
         path: PathTuple = tuple(e.absolute_path)
         if e.validator == "additionalProperties" and isinstance(e.instance, dict):
-            allowed = set((e.schema.get("properties") or {}))
+            allowed = set(e.schema.get("properties") or {})
             for key in [k for k in e.instance if k not in allowed]:
                 kp = (*path, key)
                 hint = f" (allowed here: {', '.join(sorted(allowed))})" if allowed else ""

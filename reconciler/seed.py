@@ -94,7 +94,8 @@ def _props(props: dict[str, Any] | None, service: str, catalog: dict[str, dict[s
         if pd is None:
             yield (*path, name), f"unknown property {short(name)} of service {short(service)}"
         elif not pd.accepts(value):
-            yield (*path, name), f"property {short(name)} must be {pd.type}, got {short(value) if not pd.sensitive else 'a ' + type(value).__name__}"
+            shown = "a " + type(value).__name__ if pd.sensitive else short(value)
+            yield (*path, name), f"property {short(name)} must be {pd.type}, got {shown}"
 
 
 def _reference_problems(data: dict[str, Any]) -> Iterator[tuple[PathTuple, str]]:

@@ -40,7 +40,7 @@ class Doc:
 
 
 class _Problem(Exception):
-    def __init__(self, message: str, mark: yaml.Mark | None) -> None:
+    def __init__(self, message: str, mark: Any) -> None:
         super().__init__(message)
         self.message = message
         self.mark = mark
@@ -53,8 +53,8 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
-        event = self.peek_event()
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
             raise _Problem("aliases (*name) are not allowed in manifests", event.start_mark)
         if getattr(event, "anchor", None):
@@ -67,7 +67,7 @@ class _Loader(yaml.SafeLoader):
         if self._depth > MAX_DEPTH:
             raise _Problem(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -90,7 +90,7 @@ def _convert(loader: _Loader, node: Node, doc: Doc, path: PathTuple) -> Any:
             return value
         return str(node.value)
     if isinstance(node, SequenceNode):
-        return [_convert(loader, item, doc, (*path, i)) for i, item in enumerate(node.value)]
+        return [_convert(loader, item, doc, path + (i,)) for i, item in enumerate(node.value)]
     assert isinstance(node, MappingNode)
     out: dict[str, Any] = {}
     for knode, vnode in node.value:
@@ -98,10 +98,10 @@ def _convert(loader: _Loader, node: Node, doc: Doc, path: PathTuple) -> Any:
             raise _Problem("a mapping key must be a plain value", knode.start_mark)
         key = str(loader.construct_object(knode)) if knode.tag in _SCALARS else str(knode.value)
         if key in out:
-            first = doc.key_marks[(*path, key)]
+            first = doc.key_marks[path + (key,)]
             raise _Problem(f"duplicate key {short(key)} (first at line {first[0]})", knode.start_mark)
-        doc.key_marks[(*path, key)] = _pos(knode.start_mark)
-        out[key] = _convert(loader, vnode, doc, (*path, key))
+        doc.key_marks[path + (key,)] = _pos(knode.start_mark)
+        out[key] = _convert(loader, vnode, doc, path + (key,))
     return out
 
 

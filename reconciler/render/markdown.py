@@ -143,10 +143,10 @@ def plan(result: PlanResult, limit: int = LIMIT) -> str:
         return head + "\n".join(kept) + f"\n\n_… {len(rows) - len(kept)} more moves not shown._\n" + tail
     body = head + table
     for i, m in enumerate(result.plan.moves):
-        d = _details(m)
-        if len(body) + len(d) + len(tail) > limit:
-            d = _details(m, max_users=3)
-            if len(body) + len(d) + len(tail) > limit:
+        section = _details(m)
+        if len(body) + len(section) + len(tail) > limit:
+            section = _details(m, max_users=3)
+            if len(body) + len(section) + len(tail) > limit:
                 return body + f"_… details of {len(result.plan.moves) - i} more moves left out._\n" + tail
-        body += d
+        body += section
     return body
