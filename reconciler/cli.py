@@ -25,8 +25,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False,
-                   file=sys.stderr if stderr else sys.stdout)
+    stream = sys.stderr if stderr else sys.stdout
+    # Off a terminal (CI logs, files, PR comments) lines are not wrapped at 80 columns.
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS") or 0) or 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, file=stream, width=width)
 
 
 def _github_default() -> bool:

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 from reconciler.app import ApplyResult, PlanResult
@@ -88,7 +89,7 @@ def _move(console: Console, m: PlannedMove, show_users: int | None) -> None:
                 props = ", ".join(f"{e(k)} {e(value(v['from']))} → {e(value(v['to']))}"
                                   for k, v in s["properties"].items())
                 table.add_row(e(u["user"]) if i == 0 else "", e(s["service"]), sal_txt, props or "-")
-        console.print(table, style=None)
+        console.print(Padding(table, (0, 0, 0, 6), expand=False))
         if len(shown) < len(users):
             console.print(f"    … and {len(users) - len(shown)} more users (--show-users all lists them)")
     for r in m.requests:
