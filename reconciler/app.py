@@ -398,3 +398,22 @@ def platform_export(settings: Settings) -> dict[str, Any]:
         return platform.export()
     finally:
         platform.close()
+
+
+# -- history --------------------------------------------------------------------------------
+def history(settings: Settings, customer: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded move, oldest first: when, by whom, from which commit, its requests; and git's side."""
+    st = states.load(settings.state_path)
+    if st is None:
+        return []
+    base = settings.state_path.parent
+    entries = []
+    for name, rec in st.moves.items():
+        if customer is not None and rec.customer != customer:
+            continue
+        entry: dict[str, Any] = {"name": name, **rec.model_dump(mode="json")}
+        entry.pop("customer_fingerprint", None)
+        entry["git"] = audit.manifest_origin(rec.manifest.file) or audit.manifest_origin(rec.manifest.file, base)
+        entries.append(entry)
+    entries.sort(key=lambda e: (e.get("applied_serial") or 1 << 62, e["name"]))
+    return entries

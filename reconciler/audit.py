@@ -47,3 +47,20 @@ def actor() -> str:
         return getpass.getuser()
     except Exception:
         return str(os.getuid())
+
+
+def manifest_origin(file: str, cwd: Path | None = None) -> dict[str, str | None] | None:
+    """Who added a manifest, in which commit, and the merge that brought that commit to HEAD."""
+    where = cwd or Path.cwd()
+    out = _git(["log", "--follow", "--diff-filter=A", "--format=%H%x1f%an <%ae>%x1f%aI%x1f%s", "--", file], where)
+    if not out:
+        return None
+    sha, author, date, subject = out.splitlines()[-1].split("\x1f", 3)
+    mainline = (_git(["rev-list", "--first-parent", "HEAD"], where) or "").splitlines()
+    merged = sha
+    if sha not in mainline:  # it came in through a merge: the oldest mainline merge that has it
+        merges = _git(["rev-list", "--first-parent", "--merges", "--ancestry-path", f"{sha}..HEAD"], where)
+        merged = merges.splitlines()[-1] if merges else sha
+    merge_subject = _git(["log", "-1", "--format=%s", merged], where) if merged != sha else subject
+    return {"added_by": author, "added_at": date, "added_in": sha, "subject": subject,
+            "merged_in": merged, "merge_subject": merge_subject}

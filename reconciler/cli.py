@@ -272,6 +272,39 @@ def status(names: tuple[str, ...], fmt: str, lock_timeout: float, platform_url: 
             click.echo(clean(f"    error: {last['error']}"))
 
 
+@cli.command()
+@click.option("--customer", metavar="ID", help="Only the moves of this customer.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@state_option
+def history(customer: str | None, fmt: str, state_path: str | None) -> None:
+    """The recorded moves: when, by whom, from which commit, with which requests.
+
+    From the state file, plus git: who added each manifest and the commit that merged it.
+    Run it in the repository that holds the manifests (and, usually, the committed state).
+    """
+    settings = config.resolve(None, state_path)
+    entries = app.history(settings, customer)
+    if fmt == "json":
+        click.echo(json_out.dumps({"moves": entries}))
+        return
+    if not entries:
+        click.echo("No recorded moves" + (f" of {clean(customer)}" if customer else "") + ".")
+        return
+    for e in entries:
+        click.echo(clean(f"{e['applied_at'] or '-'}  {e['name']}: {e['status']}  {e['customer']}: "
+                         f"{e['from_reseller']} → {e['to_reseller']}  by {e['applied_by'] or '-'}"))
+        commit = e["manifest"].get("git_commit")
+        click.echo(clean(f"    manifest {e['manifest']['file']} at commit {commit or '(not in git)'}"))
+        g = e.get("git")
+        if g:
+            click.echo(clean(f"    added by {g['added_by']} in {g['added_in'][:12]} ({g['subject']}); "
+                             f"merged in {g['merged_in'][:12]} ({g['merge_subject']})"))
+        for r in e["requests"]:
+            err = f": {r['error']}" if r.get("error") else ""
+            click.echo(clean(f"    request {r['id']} {r['status']} submitted {r['submitted_at'] or '-'} "
+                             f"completed {r['completed_at'] or '-'}{err}"))
+
+
 @cli.command("new-move")
 @click.argument("customer")
 @click.argument("reseller")
