@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import ScalarNode
 
 from reconciler.diagnostics import Diagnostic, error
 from reconciler.schema import PathTuple, short
@@ -46,63 +46,109 @@ class _Problem(Exception):
         self.mark = mark
 
 
-class _Loader(yaml.SafeLoader):
-    """Composes nodes only; refuses what a reviewed manifest must never contain."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent):
-            raise _Problem("aliases (*name) are not allowed in manifests", event.start_mark)
-        if getattr(event, "anchor", None):
-            raise _Problem("anchors (&name) are not allowed in manifests", event.start_mark)
-        if getattr(event, "tag", None) is not None and not (
-            isinstance(event, yaml.ScalarEvent) and event.tag == "!" and event.implicit[1]
-        ):
-            raise _Problem(f"tags ({short(event.tag)}) are not allowed in manifests", event.start_mark)
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
-            raise _Problem(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+# libyaml's parser where PyYAML was built with it (fast, and not recursive); PyYAML's own otherwise.
+_EventSource: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+_RESOLVER = yaml.resolver.Resolver()
+_CONSTRUCT = yaml.constructor.SafeConstructor()
+_SCALARS = {
+    "tag:yaml.org,2002:int": _CONSTRUCT.construct_yaml_int,
+    "tag:yaml.org,2002:float": _CONSTRUCT.construct_yaml_float,
+    "tag:yaml.org,2002:bool": _CONSTRUCT.construct_yaml_bool,
+    "tag:yaml.org,2002:null": _CONSTRUCT.construct_yaml_null,
+}
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent)
 
 
-_SCALARS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
-            "tag:yaml.org,2002:null"}
-
-
-def _pos(mark: yaml.Mark) -> tuple[int, int]:
+def _pos(mark: Any) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
 
-def _convert(loader: _Loader, node: Node, doc: Doc, path: PathTuple) -> Any:
-    doc.marks[path] = _pos(node.start_mark)
-    if isinstance(node, ScalarNode):
-        if node.tag in _SCALARS:
-            value = loader.construct_object(node)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise _Problem(f"{node.value} is not a finite number", node.start_mark)
-            return value
-        return str(node.value)
-    if isinstance(node, SequenceNode):
-        return [_convert(loader, item, doc, path + (i,)) for i, item in enumerate(node.value)]
-    assert isinstance(node, MappingNode)
-    out: dict[str, Any] = {}
-    for knode, vnode in node.value:
-        if not isinstance(knode, ScalarNode):
-            raise _Problem("a mapping key must be a plain value", knode.start_mark)
-        key = str(loader.construct_object(knode)) if knode.tag in _SCALARS else str(knode.value)
-        if key in out:
-            first = doc.key_marks[path + (key,)]
-            raise _Problem(f"duplicate key {short(key)} (first at line {first[0]})", knode.start_mark)
-        doc.key_marks[path + (key,)] = _pos(knode.start_mark)
-        out[key] = _convert(loader, vnode, doc, path + (key,))
-    return out
+def _scalar(ev: Any) -> Any:
+    """Plain scalars resolve as YAML 1.1 does (ints, floats, booleans, null); everything else is a string."""
+    if not ev.implicit[0]:
+        return ev.value
+    tag = _RESOLVER.resolve(ScalarNode, ev.value, (True, False))  # type: ignore[no-untyped-call]
+    construct = _SCALARS.get(tag)
+    if construct is None:
+        return ev.value  # timestamps and the like stay the text that was written
+    value = construct(ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Problem(f"{ev.value} is not a finite number", ev.start_mark)
+    return value
+
+
+class _Frame:
+    __slots__ = ("container", "path", "key", "index")
+
+    def __init__(self, container: Any, path: PathTuple) -> None:
+        self.container = container
+        self.path = path
+        self.key: str | None = None
+        self.index = 0
+
+
+def _check(ev: Any) -> None:
+    if isinstance(ev, yaml.AliasEvent):
+        raise _Problem("aliases (*name) are not allowed in manifests", ev.start_mark)
+    if getattr(ev, "anchor", None):
+        raise _Problem("anchors (&name) are not allowed in manifests", ev.start_mark)
+    tag = getattr(ev, "tag", None)
+    if tag is not None and not (isinstance(ev, yaml.ScalarEvent) and tag == "!" and ev.implicit[1]):
+        raise _Problem(f"tags ({short(tag)}) are not allowed in manifests", ev.start_mark)
+
+
+def _compose(src: Any, doc: Doc) -> Any:
+    """One document's value from parse events, with an explicit stack: no recursion, bounded depth."""
+    stack: list[_Frame] = []
+    while True:
+        ev = src.get_event()
+        if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            done = stack.pop()
+            if not stack:
+                return done.container
+            continue
+        _check(ev)
+        parent = stack[-1] if stack else None
+        if parent is not None and isinstance(parent.container, dict) and parent.key is None:
+            if not isinstance(ev, yaml.ScalarEvent):
+                raise _Problem("a mapping key must be a plain value", ev.start_mark)
+            key = str(_scalar(ev))
+            kp = parent.path + (key,)
+            if key in parent.container or kp in doc.key_marks:
+                first = doc.key_marks[kp]
+                raise _Problem(f"duplicate key {short(key)} (first at line {first[0]})", ev.start_mark)
+            doc.key_marks[kp] = _pos(ev.start_mark)
+            parent.key = key
+            continue
+        if parent is None:
+            path: PathTuple = ()
+        elif isinstance(parent.container, dict):
+            assert parent.key is not None
+            path = parent.path + (parent.key,)
+        else:
+            path = parent.path + (parent.index,)
+        doc.marks[path] = _pos(ev.start_mark)
+        if isinstance(ev, yaml.ScalarEvent):
+            value: Any = _scalar(ev)
+        elif isinstance(ev, yaml.MappingStartEvent):
+            value = {}
+        else:
+            value = []
+        if parent is not None:
+            if isinstance(parent.container, dict):
+                assert parent.key is not None
+                parent.container[parent.key] = value
+                parent.key = None
+            else:
+                parent.container.append(value)
+                parent.index += 1
+        if isinstance(ev, yaml.ScalarEvent):
+            if parent is None:
+                return value
+            continue
+        if len(stack) >= MAX_DEPTH:
+            raise _Problem(f"nesting deeper than {MAX_DEPTH} levels", ev.start_mark)
+        stack.append(_Frame(value, path))
 
 
 def _diag(file: str, message: str, mark: yaml.Mark | None, severity: str = "error") -> Diagnostic:
@@ -130,18 +176,20 @@ def load_all(text: str, file: str) -> Iterator[Doc | Diagnostic]:
     if "\x00" in text:
         yield error("yaml", "the file holds NUL bytes: not a YAML text file").at(file, 1, 1)
         return
-    loader = _Loader(text)
+    src = _EventSource(text)
     index = 0
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
+        src.get_event()  # StreamStart
+        while not src.check_event(yaml.StreamEndEvent):
+            start = src.get_event()  # DocumentStart
+            if src.check_event(yaml.DocumentEndEvent):
+                src.get_event()
                 continue
-            doc = Doc(file=file, index=index, line=node.start_mark.line + 1, data=None)
-            try:
-                doc.data = _convert(loader, node, doc, ())
-            except RecursionError:
-                raise _Problem("nesting too deep", node.start_mark) from None
+            doc = Doc(file=file, index=index, line=start.end_mark.line + 1, data=None)
+            first = src.peek_event()
+            doc.line = first.start_mark.line + 1
+            doc.data = _compose(src, doc)
+            src.get_event()  # DocumentEnd
             index += 1
             yield doc
     except _Problem as p:
@@ -152,10 +200,9 @@ def load_all(text: str, file: str) -> Iterator[Doc | Diagnostic]:
     except yaml.reader.ReaderError as e:  # control characters and the like
         before = text[: e.position]
         line, col = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
-        yield error("yaml", f"unacceptable character {e.character!r}: {e.reason}").at(file, line, col)
+        ch = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "\0")
+        yield error("yaml", f"unacceptable character U+{ch:04X}: {e.reason}").at(file, line, col)
     except yaml.YAMLError as e:
         yield error("yaml", short(str(e), 200)).at(file, 1, 1)
-    except RecursionError:
-        yield error("yaml", "nesting too deep").at(file, 1, 1)
     finally:
-        loader.dispose()
+        src.dispose()
