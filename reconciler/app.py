@@ -9,7 +9,6 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -263,9 +262,9 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
         st = loaded_state.model_copy(deep=True) if loaded_state else State()
         platform = open_platform(settings.platform_url, settings.seed)
         try:
-            writer = _Writer(path, st, original=loaded_state)
+            writer = states.Journal(path, st)
             if refresh(st, platform):
-                writer.commit()
+                writer.commit(*st.moves)
             result = ApplyResult(build_plan(platform, moves, diags, st if loaded_state or st.moves else None,
                                             settings.platform_url, commit, files))
             if saved is not None and result.plan.fingerprint != saved.get("platform", {}).get("fingerprint"):
@@ -304,20 +303,7 @@ def _check_prior_state(saved: dict[str, Any], st: State | None, plan_file: str) 
                         "(a saved plan applies once)", hint="make the plan again with `reconcile plan --out FILE`")
 
 
-class _Writer:
-    """Each commit is a new serial, written atomically."""
-
-    def __init__(self, path: Path, st: State, original: State | None) -> None:
-        self.path, self.st, self.writes = path, st, 0
-
-    def commit(self) -> None:
-        self.st.serial += 1
-        self.st.tool_version = __version__
-        states.write(self.path, self.st)
-        self.writes += 1
-
-
-def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: _Writer, result: ApplyResult,
+def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: states.Journal, result: ApplyResult,
              commit: str | None, progress: Progress | None, sig: _Signals) -> None:
     for i, pm in enumerate(todo):
         sig.check()
@@ -329,7 +315,7 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: _Wr
                 manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller, to_reseller=pm.to_reseller,
                 status="adopted", applied_at=_now(), applied_by=audit.actor(), applied_serial=st.serial + 1,
                 customer_fingerprint=pm.customer_fingerprint)
-            writer.commit()
+            writer.commit(pm.name)
             result.adopted.append(pm.name)
             continue
         assert pm.order is not None and pm.request_id is not None
@@ -344,13 +330,13 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: _Wr
         if rec.last_request is None or rec.last_request.id != pm.request_id:
             rec.requests.append(RequestRecord(id=pm.request_id, status="InProgress",
                                               sub_requests=pm.requests[0]["sub_requests"]))
-        writer.commit()  # journaled before it is submitted: a crash from here on resumes under this id
+        writer.commit(pm.name)  # journaled before it is submitted: a crash from here on resumes under this id
         req = platform.submit(pm.request_id, pm.order)
         last = rec.last_request
         assert last is not None
         _record_request(last, req.to_json())
         _record_outcome(st, rec, platform, req.status == "Provisioned")
-        writer.commit()
+        writer.commit(pm.name)
         result.requests.append(last)
         if req.status != "Provisioned":
             result.failed.append((pm.name, req.error or req.status))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import subprocess
@@ -35,6 +36,7 @@ def commit_of(paths: Sequence[str]) -> str | None:
     return f"{sha}-dirty" if dirty else sha
 
 
+@functools.cache
 def actor() -> str:
     """Who applies: the CI actor, else git's user.email, else the login name."""
     ci = os.environ.get("GITHUB_ACTOR")

@@ -120,13 +120,64 @@ def load(path: Path) -> State | None:
                          hint=restore) from None
 
 
-def dumps(state: State) -> bytes:
-    return (json.dumps(state.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+def _record_json(rec: MoveRecord) -> str:
+    text = json.dumps(rec.model_dump(mode="json"), indent=2, ensure_ascii=False)
+    return text.replace("\n", "\n    ")
 
 
-def write(path: Path, state: State) -> None:
+def dumps(state: State, fragments: dict[str, str] | None = None) -> bytes:
+    """Stable, reviewable JSON (two-space indent, records in insertion order).
+
+    `fragments` caches each record's text so that journaling one move does not re-serialise
+    every other record: the bytes are the same either way.
+    """
+    head = {k: v for k, v in state.model_dump(mode="json", exclude={"moves"}).items()}
+    lines = ["{"]
+    for k, v in head.items():
+        lines.append(f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)},")
+    if not state.moves:
+        lines.append('  "moves": {}')
+    else:
+        lines.append('  "moves": {')
+        items = []
+        for name, rec in state.moves.items():
+            text = fragments.get(name) if fragments is not None else None
+            if text is None:
+                text = _record_json(rec)
+                if fragments is not None:
+                    fragments[name] = text
+            items.append(f"    {json.dumps(name, ensure_ascii=False)}: {text}")
+        lines.append(",\n".join(items))
+        lines.append("  }")
+    lines.append("}")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+class Journal:
+    """Writes a State again and again as a run records outcomes; each commit is a new serial."""
+
+    def __init__(self, path: Path, state: State) -> None:
+        self.path = path
+        self.state = state
+        self.writes = 0
+        self._fragments: dict[str, str] = {}
+
+    def commit(self, *changed: str) -> None:
+        """Persist; `changed` names the records touched since the last commit (their text is rebuilt)."""
+        for name in changed:
+            self._fragments.pop(name, None)
+        self.state.serial += 1
+        self.state.tool_version = __version__
+        write(self.path, self.state, self._fragments)
+        self.writes += 1
+
+    def forget_all(self) -> None:
+        self._fragments.clear()
+
+
+def write(path: Path, state: State, fragments: dict[str, str] | None = None) -> None:
     """Atomically replace the state: temp file + fsync + rename; the previous file becomes PATH.backup."""
-    data = dumps(state)
+    data = dumps(state, fragments)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
