@@ -121,11 +121,16 @@ class SqlitePlatform:
                                 hint="another process holds it; try again, or raise RECONCILE_DB_TIMEOUT") from None
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
             self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise PlatformError(f"the platform database refused the change: {e}; nothing of it was applied",
+                                hint="free disk space or fix permissions, then run apply again: it resumes") from None
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise
 
     def _q(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         try:
