@@ -156,11 +156,12 @@ def plan(paths: Sequence[str], settings: Settings) -> PlanResult:
 
 def write_plan_file(result: PlanResult, out: str) -> None:
     """The plan JSON plus each move's manifest document: what apply --plan applies, as reviewed."""
-    data = json.dumps(result.to_json(with_manifests=True), indent=2, ensure_ascii=False) + "\n"
+    from reconciler.render.json import write_plan
+
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold sensitive values
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
+            write_plan(result, fh, with_manifests=True)
     except OSError as e:
         raise ReconcilerError(f"cannot write the plan file {out}: {e.strerror or e}") from None
 

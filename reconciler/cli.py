@@ -145,7 +145,7 @@ def plan(paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: b
     if out:
         app.write_plan_file(result, out)
     if fmt == "json":
-        click.echo(json_out.plan(result))
+        json_out.write_plan(result, sys.stdout)
     elif fmt == "markdown":
         click.echo(md_out.plan(result))
     else:

@@ -6,14 +6,24 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+)
 
 from reconciler import schema
 from reconciler.diagnostics import Diagnostic, error, warning
 from reconciler.errors import ReconcilerError
-from reconciler.model import sha256_of
+from reconciler.model import ID_PATTERN, sha256_of
 from reconciler.schema import PathTuple
 from reconciler.yamlsafe import Doc, decode, load_all
 
@@ -25,28 +35,35 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+# The same constraints as schemas/move.schema.json: pydantic accepts a valid manifest in microseconds;
+# only a document it refuses goes through jsonschema, for path-addressed messages.
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
+
+
 class ServiceSpec(_Model):
-    plan: str | None = None
-    sals: dict[str, str] = Field(default_factory=dict)
-    properties: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    plan: Id | None = None
+    sals: dict[Id, Id] = Field(default_factory=dict)
+    properties: dict[Id, Value] = Field(default_factory=dict)
 
 
 class Spec(_Model):
-    customer: str
-    to_reseller: str = Field(alias="toReseller")
-    location: str
-    services: dict[str, ServiceSpec] = Field(default_factory=dict)
+    customer: Id
+    to_reseller: Id = Field(alias="toReseller")
+    location: Id
+    services: dict[Id, ServiceSpec] = Field(default_factory=dict)
 
 
 class Metadata(_Model):
-    name: str
-    ticket: str | None = None
-    description: str | None = None
+    name: Name
+    ticket: Annotated[str, StringConstraints(max_length=200)] | None = None
+    description: Annotated[str, StringConstraints(max_length=10000)] | None = None
 
 
 class Manifest(_Model):
-    api_version: str = Field(alias="apiVersion")
-    kind: str
+    api_version: Literal["reconciler/v1"] = Field(alias="apiVersion")
+    kind: Literal["CustomerMove"]
     metadata: Metadata
     spec: Spec
 
@@ -142,17 +159,19 @@ def read_docs(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[list[Doc], li
 
 
 def _to_move(doc: Doc) -> Move | list[Diagnostic]:
-    diags = []
-    for d, path, at_key in schema.iter_diagnostics("move", doc.data):
-        line, col = doc.position(path, at_key)
-        diags.append(d.at(doc.file, line, col))
-    if diags:
-        return diags
     try:
         manifest = Manifest.model_validate(doc.data)
-    except ValidationError as e:  # the schema should have caught it; never show pydantic's traceback
+    except ValidationError as e:
+        diags = []
+        for d, path, at_key in schema.iter_diagnostics("move", doc.data):
+            line, col = doc.position(path, at_key)
+            diags.append(d.at(doc.file, line, col))
+        if diags:
+            return diags
+        # jsonschema let it through (Python's `$` also matches before a final newline): say pydantic's word.
         first = e.errors()[0]
-        path = tuple(first["loc"])
+        path = tuple(x for x in first["loc"] if isinstance(x, (str, int)))
+        path = tuple("toReseller" if x == "to_reseller" else "apiVersion" if x == "api_version" else x for x in path)
         line, col = doc.position(path)
         return [error("schema", f"{schema.json_path(path)}: {first['msg']}", schema.json_path(path))
                 .at(doc.file, line, col)]

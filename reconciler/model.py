@@ -68,13 +68,14 @@ class Subscription:
     overrides: Props = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+# Users are made by the hundred thousand: plain slotted classes (frozen ones construct twice as slowly).
+@dataclass(slots=True)
 class UserService:
     sal: str
     overrides: Props = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class User:
     id: str
     services: dict[str, UserService]
@@ -129,7 +130,7 @@ class MoveOrder:
     def to_json(self) -> dict[str, Any]:
         return {
             "customer": self.customer, "to_reseller": self.to_reseller,
-            "subscriptions": {s: {"plan": x.plan, "sal": x.sal, "overrides": x.overrides}
+            "subscriptions": {s: {"plan": x.plan, "sal": x.sal, "overrides": dict(x.overrides)}
                               for s, x in sorted(self.subscriptions.items())},
             "sal_map": {s: dict(sorted(m.items())) for s, m in sorted(self.sal_map.items())},
         }
@@ -163,7 +164,6 @@ def sha256_of(value: Any) -> str:
 def customer_digest(customer: Mapping[str, Any], users: Iterable[Mapping[str, Any]]) -> str:
     """Fingerprint of a customer's whole provisioned state (itself, its subscriptions, its users)."""
     h = hashlib.sha256(canonical_json(customer).encode("utf-8"))
-    for u in users:
-        h.update(b"\n")
-        h.update(canonical_json(u).encode("utf-8"))
+    h.update(b"\n")
+    h.update(canonical_json(list(users)).encode("utf-8"))
     return h.hexdigest()

@@ -198,20 +198,29 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
             "customer_properties": _changed(r.current.overrides, new.overrides, secret.get(svc, set())),
         })
     user_changes: list[dict[str, Any]] = []
+    # Most users carry no overrides of their own: their change depends only on (service, SAL), so it is
+    # computed once per pair. A 50,000-user customer then costs a few dict lookups per user.
+    common: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
     for u in users:
         entries = []
         for svc, us in u.services.items():
             sr = res.get(svc)
             if sr is None:  # a service the customer does not subscribe to: left as it is
                 continue
-            to_sal = sr.target(us.sal)
-            src = src_offers.get(svc)
-            before = effective(src.sals.get(us.sal) if src else None, sr.current.overrides, us.overrides)
-            after = effective(dst_offers[svc].sals.get(to_sal), sr.new_overrides, us.overrides)
-            if to_sal != us.sal or before != after:
+            hit = common.get((svc, us.sal)) if not us.overrides else None
+            if hit is None:
+                to_sal = sr.target(us.sal)
+                src = src_offers.get(svc)
+                before = effective(src.sals.get(us.sal) if src else None, sr.current.overrides, us.overrides)
+                after = effective(dst_offers[svc].sals.get(to_sal), sr.new_overrides, us.overrides)
+                props = _changed(before, after, secret.get(svc, set())) if before != after else {}
+                hit = (to_sal, props if (props or to_sal != us.sal) else None)
+                if not us.overrides:
+                    common[(svc, us.sal)] = hit
+            to_sal, props_ = hit
+            if props_ is not None:
                 needed = needed or to_sal != us.sal
-                entries.append({"service": svc, "sal": {"from": us.sal, "to": to_sal},
-                                "properties": _changed(before, after, secret.get(svc, set()))})
+                entries.append({"service": svc, "sal": {"from": us.sal, "to": to_sal}, "properties": dict(props_)})
         if entries:
             user_changes.append({"user": u.id, "services": entries})
     user_changes.sort(key=lambda x: str(x["user"]))
@@ -270,9 +279,11 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
         elif said == "applied":
             assert rec is not None
             pm.reason = "applied"
-            if not (cust is not None and spec.customer not in view.changed
-                    and rec.customer_fingerprint == cust.digest):
-                ev = evaluate(m, view)
+            # Judged against the platform before the run: a new move of the customer earlier in the
+            # batch is exactly what the drift warning would ask for, not drift.
+            before = snap.customers.get(spec.customer)
+            if not (before is not None and rec.customer_fingerprint == before.digest):
+                ev = evaluate(m, View(snap))
                 if any(d.is_error for d in ev.diagnostics) or (ev.change is not None and ev.change.needed):
                     pm.reason = "drifted"
                     pm.diagnostics = [m.locate(Diagnostic(

@@ -61,7 +61,8 @@ _TYPE_NAME = {"object": "a mapping", "array": "a list", "string": "a string", "b
               "integer": "an integer", "number": "a number", "null": "null"}
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """'an integer', 'a string', ...: what a value is, without showing it."""
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
@@ -72,7 +73,7 @@ def _message(e: ValidationError) -> str:
     if v == "type":
         want = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
         names = " or ".join(_TYPE_NAME.get(str(t), str(t)) for t in want)
-        return f"expected {names}, got {_kind(e.instance)}"
+        return f"expected {names}, got {kind_of(e.instance)}"
     if v == "const":
         return f"expected {short(e.validator_value)}, got {short(e.instance)}"
     if v == "enum":

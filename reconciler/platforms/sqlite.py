@@ -40,18 +40,22 @@ CREATE TABLE customers (
   subscriptions TEXT NOT NULL,    -- JSON: service -> {plan, sal, overrides}
   digest TEXT NOT NULL,           -- fingerprint of the customer and all its users
   ord INTEGER NOT NULL);
-CREATE INDEX customers_parent ON customers (parent);
 CREATE TABLE users (id TEXT PRIMARY KEY, customer TEXT NOT NULL, hold TEXT, ord INTEGER NOT NULL);
-CREATE INDEX users_customer ON users (customer, ord);
 CREATE TABLE user_services (
   user TEXT NOT NULL, customer TEXT NOT NULL, service TEXT NOT NULL, sal TEXT NOT NULL,
   overrides TEXT NOT NULL, PRIMARY KEY (user, service));
-CREATE INDEX user_services_customer ON user_services (customer, service, sal);
 CREATE TABLE requests (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
   customer TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
   sub_requests INTEGER NOT NULL DEFAULT 0, failed_sub_requests INTEGER NOT NULL DEFAULT 0,
   submitted_at TEXT, completed_at TEXT, body TEXT);
+"""
+
+# Built after the bulk load of a seed: inserting into indexed tables is several times slower.
+INDEXES = """
+CREATE INDEX customers_parent ON customers (parent);
+CREATE INDEX users_customer ON users (customer, ord);
+CREATE INDEX user_services_customer ON user_services (customer, service, sal);
 CREATE INDEX requests_customer ON requests (customer, status);
 """
 
@@ -301,6 +305,10 @@ class SqlitePlatform:
         return doc
 
 
+def _overrides_json(overrides: dict[str, Any]) -> str:
+    return canonical_json(overrides) if overrides else "{}"
+
+
 def _digest_head(row: tuple[Any, ...]) -> dict[str, Any]:
     offerings = _loads(row[4])
     return {"id": row[0], "name": row[1], "location": row[2], "parent": row[3],
@@ -345,6 +353,7 @@ def init(url: str, seed_file: str, force: bool = False) -> dict[str, int]:
             conn.execute("PRAGMA synchronous = OFF")
             conn.executescript(SCHEMA)
             counts = _write(conn, seed.doc)
+            conn.executescript(INDEXES)
             conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
             conn.commit()
             conn.execute("PRAGMA journal_mode = WAL")
@@ -392,7 +401,7 @@ def _write(conn: sqlite3.Connection, doc: dict[str, Any]) -> dict[str, int]:
                     for s, x in sorted((u.get("services") or {}).items())}
             udocs.append({"id": u["id"], "services": usvc, "hold": u.get("hold")})
             user_rows.append((u["id"], c["id"], u.get("hold"), j))
-            service_rows.extend((u["id"], c["id"], s, x["sal"], canonical_json(x["overrides"]))
+            service_rows.extend((u["id"], c["id"], s, x["sal"], _overrides_json(x["overrides"]))
                                 for s, x in usvc.items())
         n_users += len(udocs)
         customer_rows.append((c["id"], c.get("name"), c["location"], c.get("parent"),

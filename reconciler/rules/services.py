@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from reconciler.diagnostics import Diagnostic
-from reconciler.schema import short
+from reconciler.schema import kind_of, short
 
 if TYPE_CHECKING:
     from reconciler.rules import Context
@@ -57,5 +57,5 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                 yield ctx.diag("property-unknown", f"{svc!r} has no property {name!r} (it has: {known})",
                                path, at_key=True)
             elif not pd.accepts(value):
-                shown = "a " + type(value).__name__ if pd.sensitive else short(value)
+                shown = kind_of(value) if pd.sensitive else short(value)
                 yield ctx.diag("property-type", f"property {name!r} of {svc!r} is {pd.type}; got {shown}", path)
