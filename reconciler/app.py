@@ -278,18 +278,21 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                 raise ReconcilerError("nothing was applied: the plan has errors (see above)",
                                       hint="fix the manifests, then run `reconcile plan` again")
             todo = [m for m in the_plan.moves if m.action == "move" or
-                    (m.reason == "already-at-destination" and m.name not in st.moves)]
-            if not todo:
-                return result
-            if not approve(result.plan):
+                    (m.reason == "already-at-destination" and not _done(st, m.name))]
+            if todo and not approve(result.plan):
                 result.declined = True
-                return result
-            with _Signals().installed() as sig:
-                _execute(todo, st, platform, writer, result, commit, progress, sig)
+            elif todo:
+                with _Signals().installed() as sig:
+                    _execute(todo, st, platform, writer, result, commit, progress, sig)
             result.state_written = writer.writes > 0
             return result
         finally:
             platform.close()
+
+
+def _done(st: State, name: str) -> bool:
+    rec = st.moves.get(name)
+    return rec is not None and rec.done
 
 
 def _check_prior_state(saved: dict[str, Any], st: State | None, plan_file: str) -> None:
@@ -312,10 +315,14 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: sta
             progress(pm, i, len(todo))
         ref = ManifestRef(file=pm.move.file, sha256=pm.move.digest, git_commit=commit)
         if pm.action == "noop":
+            old = st.moves.get(pm.name)
+            # A failed or unfinished earlier attempt is kept; a journaled request the platform never
+            # received is dropped: it did not happen.
+            kept = [r for r in (old.requests if old else []) if r.status in TERMINAL or platform.request(r.id)]
             st.moves[pm.name] = MoveRecord(
                 manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller, to_reseller=pm.to_reseller,
                 status="adopted", applied_at=_now(), applied_by=audit.actor(), applied_serial=st.serial + 1,
-                customer_fingerprint=pm.customer_fingerprint)
+                customer_fingerprint=pm.customer_fingerprint, requests=kept)
             writer.commit(pm.name)
             result.adopted.append(pm.name)
             continue

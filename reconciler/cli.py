@@ -214,6 +214,8 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     if result.declined or result.applied or result.adopted or result.failed:
         out.print()
         text_out.apply_result(out, result)
+    elif result.state_written:
+        out.print("Nothing to apply; recorded the outcome of requests that finished since the last run.")
     else:
         out.print("Nothing to apply: the state file was left as it was.")
     sys.exit(EXIT_OK if result.ok else EXIT_ERROR)
