@@ -74,11 +74,11 @@ class PlanResult:
 
 def snapshot(platform: Platform, moves: Sequence[Move]) -> tuple[Snapshot, str]:
     """Read only what the batch touches: its customers, their parents, the destinations."""
-    ids = {m.spec.customer for m in moves} | {m.spec.to_reseller for m in moves}
+    ids = {m.customer for m in moves} | {m.to_reseller for m in moves}
     customers = platform.customers(ids)
     parents = {c.parent for c in customers.values() if c.parent and c.parent not in customers}
     customers.update(platform.customers(parents))
-    moved = [m.spec.customer for m in moves if m.spec.customer in customers]
+    moved = [m.customer for m in moves if m.customer in customers]
     pending = platform.pending_requests(moved)
     h = hashlib.sha256()
     for cid in sorted(customers):
@@ -141,8 +141,8 @@ def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[
 
 
 def plan(paths: Sequence[str], settings: Settings) -> PlanResult:
-    loaded = manifests.load(paths)
     st = states.load(settings.state_path)
+    loaded = manifests.load(paths, st.known() if st else None)
     platform = open_platform(settings.platform_url, settings.seed)
     try:
         if st is not None:
@@ -192,7 +192,7 @@ def read_plan_file(path: str) -> tuple[dict[str, Any], list[Move]]:
             raise StalePlan(f"{path}: the manifest carried for {m.get('name')!r} does not match its digest; "
                             "the plan file was edited", hint="make the plan again with `reconcile plan --out FILE`")
         doc_ = Doc(file=str(m.get("file") or path), index=0, line=int(m.get("line") or 1), data=data)
-        moves.append(Move(manifest=Manifest.model_validate(data), doc=doc_, digest=digest))
+        moves.append(Move(Manifest.model_validate(data), doc_, digest))
     return doc, moves
 
 
@@ -252,12 +252,14 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
         files = 0
         commit = saved.get("git_commit")
     else:
-        loaded = manifests.load(paths)
-        moves, diags, files = loaded.moves, loaded.diagnostics, loaded.files
+        moves, diags, files = [], [], 0
         commit = audit.commit_of(paths)
     path = settings.state_path
     with states.lock(path, "apply", lock_timeout):
         loaded_state = states.load(path)
+        if saved is None:
+            loaded = manifests.load(paths, loaded_state.known() if loaded_state else None)
+            moves, diags, files = loaded.moves, loaded.diagnostics, loaded.files
         if saved is not None:
             _check_prior_state(saved, loaded_state, plan_file or "")
         st = loaded_state.model_copy(deep=True) if loaded_state else State()
@@ -313,7 +315,8 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: sta
         sig.check()
         if progress:
             progress(pm, i, len(todo))
-        ref = ManifestRef(file=pm.move.file, sha256=pm.move.digest, git_commit=commit)
+        ref = ManifestRef(file=pm.move.file, sha256=pm.move.digest, git_commit=commit, line=pm.move.line,
+                          file_sha256=pm.move.file_sha256)
         if pm.action == "noop":
             old = st.moves.get(pm.name)
             # A failed or unfinished earlier attempt is kept; a journaled request the platform never
@@ -321,7 +324,8 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: sta
             kept = [r for r in (old.requests if old else []) if r.status in TERMINAL or platform.request(r.id)]
             st.moves[pm.name] = MoveRecord(
                 manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller, to_reseller=pm.to_reseller,
-                status="adopted", applied_at=_now(), applied_by=audit.actor(), applied_serial=st.serial + 1,
+                location=pm.move.location, status="adopted", applied_at=_now(), applied_by=audit.actor(),
+                applied_serial=st.serial + 1,
                 customer_fingerprint=pm.customer_fingerprint, requests=kept)
             writer.commit(pm.name)
             result.adopted.append(pm.name)
@@ -330,10 +334,10 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: sta
         rec = st.moves.get(pm.name)
         if rec is None:
             rec = MoveRecord(manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller,
-                             to_reseller=pm.to_reseller, status="in-progress")
+                             to_reseller=pm.to_reseller, location=pm.move.location, status="in-progress")
             st.moves[pm.name] = rec
         rec.manifest, rec.status = ref, "in-progress"
-        rec.from_reseller, rec.to_reseller = pm.from_reseller, pm.to_reseller
+        rec.from_reseller, rec.to_reseller, rec.location = pm.from_reseller, pm.to_reseller, pm.move.location
         rec.applied_at = rec.applied_by = rec.applied_serial = None
         if rec.last_request is None or rec.last_request.id != pm.request_id:
             rec.requests.append(RequestRecord(id=pm.request_id, status="InProgress",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -68,29 +69,50 @@ class Manifest(_Model):
     spec: Spec
 
 
-@dataclass(frozen=True)
 class Move:
-    """A schema-valid CustomerMove document and where it came from."""
+    """A schema-valid CustomerMove document and where it came from.
 
-    manifest: Manifest
-    doc: Doc
-    digest: str
+    A move the state already records as applied, read from an unchanged file, is "known": its ids
+    come from the state record and its document is parsed only if something asks for it (drift).
+    """
+
+    __slots__ = ("name", "digest", "file", "line", "customer", "to_reseller", "location", "file_sha256",
+                 "_manifest", "_doc", "_loader")
+
+    def __init__(self, manifest: Manifest | None, doc: Doc | None, digest: str, *, name: str = "",
+                 file: str = "", line: int = 1, customer: str = "", to_reseller: str = "", location: str = "",
+                 file_sha256: str | None = None,
+                 loader: Callable[[], tuple[Manifest, Doc]] | None = None) -> None:
+        self._manifest, self._doc, self._loader = manifest, doc, loader
+        self.digest = digest
+        if manifest is not None and doc is not None:
+            name, file, line = manifest.metadata.name, doc.file, doc.line
+            customer, to_reseller = manifest.spec.customer, manifest.spec.to_reseller
+            location, file_sha256 = manifest.spec.location, doc.source_sha256 if doc.siblings == 1 else None
+        self.name, self.file, self.line = name, file, line
+        self.customer, self.to_reseller, self.location = customer, to_reseller, location
+        self.file_sha256 = file_sha256
+
+    def _load(self) -> None:
+        if self._manifest is None or self._doc is None:
+            assert self._loader is not None
+            self._manifest, self._doc = self._loader()
 
     @property
-    def name(self) -> str:
-        return self.manifest.metadata.name
+    def manifest(self) -> Manifest:
+        self._load()
+        assert self._manifest is not None
+        return self._manifest
+
+    @property
+    def doc(self) -> Doc:
+        self._load()
+        assert self._doc is not None
+        return self._doc
 
     @property
     def spec(self) -> Spec:
         return self.manifest.spec
-
-    @property
-    def file(self) -> str:
-        return self.doc.file
-
-    @property
-    def line(self) -> int:
-        return self.doc.line
 
     @property
     def document(self) -> Any:
@@ -99,6 +121,23 @@ class Move:
     def locate(self, d: Diagnostic, path: PathTuple, at_key: bool = False) -> Diagnostic:
         line, col = self.doc.position(path, at_key)
         return d.at(self.file, line, col)
+
+
+class Known(Protocol):
+    """What the state says of an applied move: enough to plan it as a no-op without parsing it."""
+
+    @property
+    def digest(self) -> str: ...
+    @property
+    def file_sha256(self) -> str | None: ...
+    @property
+    def customer(self) -> str: ...
+    @property
+    def to_reseller(self) -> str: ...
+    @property
+    def location(self) -> str | None: ...
+    @property
+    def line(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -131,16 +170,25 @@ def discover(paths: Sequence[str]) -> list[str]:
     return out
 
 
-def read_docs(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[list[Doc], list[Diagnostic]]:
-    """Documents of one file, or the yaml diagnostics that stop it."""
+def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[bytes | None, list[Diagnostic]]:
     try:
         with open(file, "rb") as fh:
             raw = fh.read(limit + 1)
     except OSError as e:
-        return [], [error("yaml", f"cannot read: {e.strerror or e}").at(file, None, None)]
+        return None, [error("yaml", f"cannot read: {e.strerror or e}").at(file, None, None)]
     if len(raw) > limit:
-        return [], [error("yaml", f"file is larger than {limit // 1024} KiB; split it into smaller manifests")
-                    .at(file, 1, 1)]
+        return None, [error("yaml", f"file is larger than {limit // 1024} KiB; split it into smaller manifests")
+                      .at(file, 1, 1)]
+    return raw, []
+
+
+def read_docs(file: str, limit: int = MAX_MANIFEST_BYTES,
+              raw: bytes | None = None) -> tuple[list[Doc], list[Diagnostic]]:
+    """Documents of one file, or the yaml diagnostics that stop it."""
+    if raw is None:
+        raw, problems = read_raw(file, limit)
+        if raw is None:
+            return [], problems
     text, bad = decode(raw, file)
     if bad is not None or text is None:
         return [], [bad] if bad else []
@@ -155,6 +203,9 @@ def read_docs(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[list[Doc], li
             docs.append(item)
     if not docs and not diags:
         diags.append(warning("empty", "the file holds no manifest").at(file, 1, 1))
+    digest = hashlib.sha256(raw).hexdigest()
+    for d in docs:
+        d.source_sha256, d.siblings = digest, len(docs)
     return docs, diags
 
 
@@ -175,16 +226,28 @@ def _to_move(doc: Doc) -> Move | list[Diagnostic]:
         line, col = doc.position(path)
         return [error("schema", f"{schema.json_path(path)}: {first['msg']}", schema.json_path(path))
                 .at(doc.file, line, col)]
-    return Move(manifest=manifest, doc=doc, digest=sha256_of(doc.data))
+    return Move(manifest, doc, sha256_of(doc.data))
 
 
-def load(paths: Sequence[str]) -> Loaded:
-    """Load every manifest; one bad document never hides the others."""
+def load(paths: Sequence[str], known: Mapping[str, Mapping[str, Known]] | None = None) -> Loaded:
+    """Load every manifest; one bad document never hides the others.
+
+    `known` (file -> name -> what the state recorded) lets a file whose bytes are exactly those of an
+    applied move skip parsing: a repository of 10,000 applied manifests plans in a moment.
+    """
     files = discover(paths)
     moves: list[Move] = []
     diags: list[Diagnostic] = []
     for f in files:
-        docs, problems = read_docs(f)
+        raw, problems = read_raw(f)
+        if raw is None:
+            diags.extend(problems)
+            continue
+        fast = _known_move(f, raw, (known or {}).get(f))
+        if fast is not None:
+            moves.append(fast)
+            continue
+        docs, problems = read_docs(f, raw=raw)
         diags.extend(problems)
         for doc in docs:
             got = _to_move(doc)
@@ -194,6 +257,23 @@ def load(paths: Sequence[str]) -> Loaded:
                 diags.extend(got)
     unique, dup_diags = split_duplicates(moves)
     return Loaded(moves=unique, diagnostics=diags + dup_diags, files=len(files))
+
+
+def _known_move(file: str, raw: bytes, known: Mapping[str, Known] | None) -> Move | None:
+    if not known or len(known) != 1:
+        return None
+    (name, k), = known.items()
+    if k.file_sha256 is None or k.location is None or hashlib.sha256(raw).hexdigest() != k.file_sha256:
+        return None
+
+    def parse() -> tuple[Manifest, Doc]:
+        docs, _ = read_docs(file, raw=raw)
+        got = _to_move(docs[0])
+        assert isinstance(got, Move)
+        return got.manifest, got.doc
+
+    return Move(None, None, k.digest, name=name, file=file, line=k.line or 1, customer=k.customer,
+                to_reseller=k.to_reseller, location=k.location, file_sha256=k.file_sha256, loader=parse)
 
 
 def split_duplicates(moves: Iterable[Move]) -> tuple[list[Move], list[Diagnostic]]:

@@ -70,7 +70,7 @@ class PlannedMove:
             "name": self.name, "file": self.move.file, "line": self.move.line,
             "manifest_sha256": self.move.digest, "customer": self.customer,
             "from_reseller": self.from_reseller, "to_reseller": self.to_reseller,
-            "location": self.move.spec.location, "action": self.action, "reason": self.reason,
+            "location": self.move.location, "action": self.action, "reason": self.reason,
             "diagnostics": [d.to_json() for d in self.diagnostics],
             "services": self.services, "users": self.users, "requests": self.requests,
         }
@@ -258,10 +258,9 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
     duplicated = _duplicated(moves, state_says, View(snap))
     out: list[PlannedMove] = []
     for m in moves:
-        spec = m.spec
-        cust = view.customer(spec.customer)
-        pm = PlannedMove(move=m, customer=spec.customer, from_reseller=cust.parent if cust else None,
-                         to_reseller=spec.to_reseller, action="noop",
+        cust = view.customer(m.customer)
+        pm = PlannedMove(move=m, customer=m.customer, from_reseller=cust.parent if cust else None,
+                         to_reseller=m.to_reseller, action="noop",
                          customer_fingerprint=cust.digest if cust else None)
         out.append(pm)
         said = state_says.get(m.name)
@@ -281,21 +280,21 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
             pm.reason = "applied"
             # Judged against the platform before the run: a new move of the customer earlier in the
             # batch is exactly what the drift warning would ask for, not drift.
-            before = snap.customers.get(spec.customer)
+            before = snap.customers.get(m.customer)
             if not (before is not None and rec.customer_fingerprint == before.digest):
                 ev = evaluate(m, View(snap))
                 if any(d.is_error for d in ev.diagnostics) or (ev.change is not None and ev.change.needed):
                     pm.reason = "drifted"
                     pm.diagnostics = [m.locate(Diagnostic(
                         code="drift", severity="warning", path="$",
-                        message=f"{spec.customer!r} no longer matches {m.name!r} on the platform; it is not moved "
+                        message=f"{m.customer!r} no longer matches {m.name!r} on the platform; it is not moved "
                                 "back silently: write a new move to move it again"), ())]
-        elif spec.customer in duplicated:
-            others = ", ".join(f"{o.name} ({o.file})" for o in duplicated[spec.customer] if o is not m)
+        elif m.customer in duplicated:
+            others = ", ".join(f"{o.name} ({o.file})" for o in duplicated[m.customer] if o is not m)
             pm.action = "invalid"
             pm.diagnostics = [m.locate(Diagnostic(
                 code="duplicate-move", path="$.spec.customer",
-                message=f"{spec.customer!r} is also moved by {others}; keep one move per customer"),
+                message=f"{m.customer!r} is also moved by {others}; keep one move per customer"),
                 ("spec", "customer"))]
         else:
             own = _resumable(rec, m.digest)
@@ -333,10 +332,10 @@ def _duplicated(moves: Sequence[Move], state_says: Mapping[str, str], before: Vi
     for m in moves:
         if m.name in state_says:
             continue
-        cust = before.customer(m.spec.customer)
+        cust = before.customer(m.customer)
         if cust is None:
             continue
-        if cust.parent == m.spec.to_reseller:
+        if cust.parent == m.to_reseller:
             ev = evaluate(m, before)
             if ev.change is None or not ev.change.needed:
                 continue

@@ -44,6 +44,10 @@ class ManifestRef(_Model):
     file: str
     sha256: str
     git_commit: str | None = None
+    line: int | None = None
+    file_sha256: str | None = None  # of the file's bytes, when it holds this one document: plan skips parsing it
+
+
 
 
 class MoveRecord(_Model):
@@ -51,6 +55,7 @@ class MoveRecord(_Model):
     customer: str
     from_reseller: str | None = None
     to_reseller: str
+    location: str | None = None
     status: MoveStatus
     applied_at: str | None = None
     applied_by: str | None = None
@@ -66,6 +71,19 @@ class MoveRecord(_Model):
     def done(self) -> bool:
         return self.status in ("applied", "adopted")
 
+    # What manifests.load needs to plan this move as known without parsing it.
+    @property
+    def digest(self) -> str:
+        return self.manifest.sha256
+
+    @property
+    def file_sha256(self) -> str | None:
+        return self.manifest.file_sha256
+
+    @property
+    def line(self) -> int | None:
+        return self.manifest.line
+
 
 class State(_Model):
     version: int = STATE_VERSION
@@ -73,6 +91,14 @@ class State(_Model):
     serial: int = 0
     tool_version: str = __version__
     moves: dict[str, MoveRecord] = Field(default_factory=dict)
+
+    def known(self) -> dict[str, dict[str, MoveRecord]]:
+        """file -> name -> record, for the applied and adopted moves (manifests.load's fast path)."""
+        out: dict[str, dict[str, MoveRecord]] = {}
+        for name, rec in self.moves.items():
+            if rec.done:
+                out.setdefault(rec.manifest.file, {})[name] = rec
+        return out
 
     def latest_done(self) -> dict[str, tuple[int, str]]:
         """Per customer, (applied_serial, name) of its latest applied or adopted move."""

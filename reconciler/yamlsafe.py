@@ -26,6 +26,8 @@ class Doc:
     data: Any
     marks: dict[PathTuple, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[PathTuple, tuple[int, int]] = field(default_factory=dict)
+    source_sha256: str | None = None  # of the whole file's bytes
+    siblings: int = 1  # documents in the file
 
     def position(self, path: PathTuple, at_key: bool = False) -> tuple[int, int]:
         """The position of `path`, or of its nearest ancestor that exists."""
