@@ -67,6 +67,7 @@ def state_option(f: F) -> F:
                              ".reconcile/state.json).")(f)
 
 
+COMPACT_ABOVE = 20  # moves: apply lists a larger batch one line per move
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -199,7 +200,8 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
 
     def show(result: app.PlanResult) -> None:
         _emit_diagnostics(list(result.plan.all_diagnostics()))
-        text_out.plan(out, result, 20)
+        # A large batch was reviewed as a plan already: list it, one line per move.
+        text_out.plan(out, result, 20, compact=len(result.plan.moves) > COMPACT_ABOVE)
 
     def approve(result: app.PlanResult) -> bool:
         if auto_approve:

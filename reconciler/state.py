@@ -188,20 +188,24 @@ class Journal:
         self.writes = 0
         self._fragments: dict[str, str] = {}
 
-    def commit(self, *changed: str) -> None:
-        """Persist; `changed` names the records touched since the last commit (their text is rebuilt)."""
+    def commit(self, *changed: str, durable: bool = True) -> None:
+        """Persist; `changed` names the records touched since the last commit (their text is rebuilt).
+
+        `durable=False` skips fsync: still atomic (a killed process leaves the old or the new file),
+        only a power loss may roll it back, which deterministic request ids make harmless.
+        """
         for name in changed:
             self._fragments.pop(name, None)
         self.state.serial += 1
         self.state.tool_version = __version__
-        write(self.path, self.state, self._fragments)
+        write(self.path, self.state, self._fragments, durable=durable)
         self.writes += 1
 
     def forget_all(self) -> None:
         self._fragments.clear()
 
 
-def write(path: Path, state: State, fragments: dict[str, str] | None = None) -> None:
+def write(path: Path, state: State, fragments: dict[str, str] | None = None, durable: bool = True) -> None:
     """Atomically replace the state: temp file + fsync + rename; the previous file becomes PATH.backup."""
     data = dumps(state, fragments)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,13 +216,15 @@ def write(path: Path, state: State, fragments: dict[str, str] | None = None) -> 
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if path.exists():
             _keep_backup(path)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

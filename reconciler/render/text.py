@@ -6,8 +6,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.padding import Padding
-from rich.table import Table
 
 from reconciler.app import ApplyResult, PlanResult
 from reconciler.planner import PlannedMove
@@ -34,7 +32,8 @@ def summary_line(result: PlanResult) -> str:
             f"{s['errors']} errors, {s['warnings']} warnings")
 
 
-def plan(console: Console, result: PlanResult, show_users: int | None = 20) -> None:
+def plan(console: Console, result: PlanResult, show_users: int | None = 20, compact: bool = False) -> None:
+    """The whole plan; `compact`: one line per move (apply of a large, already reviewed batch)."""
     s = result.plan.summary()
     style = "red" if s["errors"] else ("yellow" if s["moves"] else "green")
     console.print(f"[bold {style}]{escape(summary_line(result))}[/]")
@@ -42,9 +41,15 @@ def plan(console: Console, result: PlanResult, show_users: int | None = 20) -> N
         e_, w = (sum(1 for d in result.plan.diagnostics if d.is_error),
                  sum(1 for d in result.plan.diagnostics if not d.is_error))
         console.print(f"[red]{e_} problem(s) outside any move, {w} warning(s): see the messages above[/]")
-    for m in result.plan.moves:
-        console.print()
-        _move(console, m, show_users)
+    if compact:
+        console.print("\n".join(_head(m) + (f"  [dim]{len(m.users)} users change[/]" if m.action == "move" else
+                                             f"  no-op: {REASON.get(m.reason or '', m.reason)}"
+                                             if m.action == "noop" else "")
+                                for m in result.plan.moves))
+    else:
+        for m in result.plan.moves:
+            console.print()
+            console.print("\n".join(_move(m, show_users)))
     console.print()
     if not result.plan.applyable:
         console.print("[red]Not applyable: fix the errors above; `reconcile apply` changes nothing while any "
@@ -55,45 +60,51 @@ def plan(console: Console, result: PlanResult, show_users: int | None = 20) -> N
         console.print("[green]No changes: the platform matches the manifests.[/]")
 
 
-def _move(console: Console, m: PlannedMove, show_users: int | None) -> None:
-    head = (f"{SYMBOL[m.action]} [bold]{e(m.name)}[/]  {e(m.customer)}: {e(m.from_reseller or '?')} → "
+def _head(m: PlannedMove) -> str:
+    return (f"{SYMBOL[m.action]} [bold]{e(m.name)}[/]  {e(m.customer)}: {e(m.from_reseller or '?')} → "
             f"{e(m.to_reseller)}  [dim]({e(m.move.file)}:{m.move.line})[/]")
-    console.print(head)
+
+
+def _move(m: PlannedMove, show_users: int | None) -> list[str]:
+    """One move as markup lines; hand-aligned columns (a rich Table per move is ten times slower)."""
+    out = [_head(m)]
     if m.action == "noop":
-        console.print(f"    no-op: {REASON.get(m.reason or '', m.reason)}")
+        out.append(f"    no-op: {REASON.get(m.reason or '', m.reason)}")
     for d in m.diagnostics:
         colour = "red" if d.is_error else "yellow"
-        console.print(f"    [{colour}]{d.severity}[{e(d.code)}][/]: {e(d.message)}")
+        out.append(f"    [{colour}]{d.severity}\\[{e(d.code)}][/]: {e(d.message)}")
     if m.action != "move":
-        return
+        return out
     for svc in m.services:
         p = svc["plan"]
         plan_txt = (f"plan {e(p['from'])} → {e(p['to'])}" if p["from"] != p["to"] else f"plan {e(p['to'])}")
-        console.print(f"    [bold]{e(svc['service'])}[/]  {plan_txt}")
+        out.append(f"    [bold]{e(svc['service'])}[/]  {plan_txt}")
         maps = ", ".join(f"{e(x['from'])} → {e(x['to'])} ({'same id' if x['source'] == 'name' else 'mapped'})"
                          for x in svc["sal_mappings"])
-        console.print(f"      SAL {maps}")
+        out.append(f"      SAL {maps}")
         for k, ch in svc["customer_properties"].items():
-            console.print(f"      customer override {e(k)}: {e(value(ch['from']))} → {e(value(ch['to']))}")
+            out.append(f"      customer override {e(k)}: {e(value(ch['from']))} → {e(value(ch['to']))}")
     users = m.users
-    console.print(f"    users: {len(users)} of {m.user_count} change")
-    if users:
-        table = Table(box=None, pad_edge=False, padding=(0, 2), show_edge=False)
-        for col in ("user", "service", "SAL", "properties"):
-            table.add_column(col, overflow="fold")
-        shown = users if show_users is None else users[:show_users]
-        for u in shown:
-            for i, s in enumerate(u["services"]):
-                sal = s["sal"]
-                sal_txt = e(sal["from"]) if sal["from"] == sal["to"] else f"{e(sal['from'])} → {e(sal['to'])}"
-                props = ", ".join(f"{e(k)} {e(value(v['from']))} → {e(value(v['to']))}"
-                                  for k, v in s["properties"].items())
-                table.add_row(e(u["user"]) if i == 0 else "", e(s["service"]), sal_txt, props or "-")
-        console.print(Padding(table, (0, 0, 0, 6), expand=False))
+    out.append(f"    users: {len(users)} of {m.user_count} change")
+    shown = users if show_users is None else users[:show_users]
+    rows: list[tuple[str, str, str, str]] = [("user", "service", "SAL", "properties")]
+    for u in shown:
+        for i, sv in enumerate(u["services"]):
+            sal = sv["sal"]
+            sal_txt = clean(sal["from"]) if sal["from"] == sal["to"] else f"{clean(sal['from'])} → {clean(sal['to'])}"
+            props = ", ".join(f"{clean(k)} {value(v['from'])} → {value(v['to'])}" for k, v in sv["properties"].items())
+            rows.append((clean(u["user"]) if i == 0 else "", clean(sv["service"]), sal_txt, props or "-"))
+    if len(rows) > 1:
+        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        for j, r in enumerate(rows):
+            line = "  ".join(escape(r[c]).ljust(widths[c] + len(escape(r[c])) - len(r[c])) for c in range(3))
+            line = f"      {line}  {escape(r[3])}"
+            out.append(f"[dim]{line}[/]" if j == 0 else line)
         if len(shown) < len(users):
-            console.print(f"    … and {len(users) - len(shown)} more users (--show-users all lists them)")
-    for r in m.requests:
-        console.print(f"    request {e(r['id'])}: {r['type']}, {r['sub_requests']} sub-requests")
+            out.append(f"      … and {len(users) - len(shown)} more users (--show-users all lists them)")
+    for r_ in m.requests:
+        out.append(f"    request {e(r_['id'])}: {r_['type']}, {r_['sub_requests']} sub-requests")
+    return out
 
 
 def apply_result(console: Console, r: ApplyResult) -> None:
