@@ -114,11 +114,11 @@ def _record_request(rec: RequestRecord, req: dict[str, Any]) -> None:
         setattr(rec, k, req[k])
 
 
-def _record_outcome(st: State, rec: MoveRecord, platform: Platform, ok: bool) -> None:
+def _record_outcome(st: State, rec: MoveRecord, platform: Platform, ok: bool, who: str | None = None) -> None:
     rec.status = "applied" if ok else "failed"
     last = rec.last_request
     rec.applied_at = (last.completed_at if last else None) or _now()
-    rec.applied_by = audit.actor()
+    rec.applied_by = who or audit.actor()
     rec.applied_serial = st.serial + 1
     cust = platform.customers([rec.customer]).get(rec.customer)
     rec.customer_fingerprint = cust.digest if cust else None
@@ -311,6 +311,7 @@ def _check_prior_state(saved: dict[str, Any], st: State | None, plan_file: str) 
 
 def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: states.Journal, result: ApplyResult,
              commit: str | None, progress: Progress | None, sig: _Signals) -> None:
+    who = audit.actor()  # once per run: it may ask git
     for i, pm in enumerate(todo):
         sig.check()
         if progress:
@@ -324,7 +325,7 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: sta
             kept = [r for r in (old.requests if old else []) if r.status in TERMINAL or platform.request(r.id)]
             st.moves[pm.name] = MoveRecord(
                 manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller, to_reseller=pm.to_reseller,
-                location=pm.move.location, status="adopted", applied_at=_now(), applied_by=audit.actor(),
+                location=pm.move.location, status="adopted", applied_at=_now(), applied_by=who,
                 applied_serial=st.serial + 1,
                 customer_fingerprint=pm.customer_fingerprint, requests=kept)
             writer.commit(pm.name)
@@ -349,7 +350,7 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: sta
         last = rec.last_request
         assert last is not None
         _record_request(last, req.to_json())
-        _record_outcome(st, rec, platform, req.status == "Provisioned")
+        _record_outcome(st, rec, platform, req.status == "Provisioned", who)
         writer.commit(pm.name)
         result.requests.append(last)
         if req.status != "Provisioned":

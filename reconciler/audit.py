@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import getpass
 import os
 import subprocess
@@ -36,7 +35,6 @@ def commit_of(paths: Sequence[str]) -> str | None:
     return f"{sha}-dirty" if dirty else sha
 
 
-@functools.cache
 def actor() -> str:
     """Who applies: the CI actor, else git's user.email, else the login name."""
     ci = os.environ.get("GITHUB_ACTOR")
@@ -52,8 +50,20 @@ def actor() -> str:
 
 
 def manifest_origin(file: str, cwd: Path | None = None) -> dict[str, str | None] | None:
-    """Who added a manifest, in which commit, and the merge that brought that commit to HEAD."""
-    where = cwd or Path.cwd()
+    """Who added a manifest, in which commit, and the merge that brought that commit to HEAD.
+
+    `file` is as apply saw it (relative to where apply ran, usually the repository's top): it is
+    looked up from `cwd`, then from the top of the repository holding `cwd`.
+    """
+    here = cwd or Path.cwd()
+    top = _git(["rev-parse", "--show-toplevel"], here)
+    for where in (here, Path(top) if top else None):
+        if where is not None and (Path(file).is_absolute() or (where / file).exists()):
+            return _origin(file, where)
+    return _origin(file, here)
+
+
+def _origin(file: str, where: Path) -> dict[str, str | None] | None:
     out = _git(["log", "--follow", "--diff-filter=A", "--format=%H%x1f%an <%ae>%x1f%aI%x1f%s", "--", file], where)
     if not out:
         return None

@@ -117,6 +117,11 @@ def _details(m: PlannedMove, max_users: int = 20) -> str:
     return "\n".join(out)
 
 
+def _units(text: str) -> int:
+    """GitHub counts a comment's length in UTF-16 code units: an emoji is two."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
 def plan(result: PlanResult, limit: int = LIMIT) -> str:
     parts = _summary(result)
     diagram = mermaid(result)
@@ -132,21 +137,21 @@ def plan(result: PlanResult, limit: int = LIMIT) -> str:
     tail = "\n_Truncated to fit a comment: the plan JSON artifact has every move and user._\n"
     head = "\n".join(parts) + "\n"
     table = "\n".join(rows) + "\n\n"
-    if len(head) + len(table) + len(tail) > limit:
+    if _units(head) + _units(table) + _units(tail) > limit:
         kept = []
-        size = len(head) + len(tail) + 200
+        size = _units(head) + _units(tail) + 200
         for r in rows:
-            if size + len(r) + 1 > limit:
+            if size + _units(r) + 1 > limit:
                 break
             kept.append(r)
-            size += len(r) + 1
+            size += _units(r) + 1
         return head + "\n".join(kept) + f"\n\n_… {len(rows) - len(kept)} more moves not shown._\n" + tail
     body = head + table
     for i, m in enumerate(result.plan.moves):
         section = _details(m)
-        if len(body) + len(section) + len(tail) > limit:
+        if _units(body) + _units(section) + _units(tail) > limit:
             section = _details(m, max_users=3)
-            if len(body) + len(section) + len(tail) > limit:
+            if _units(body) + _units(section) + _units(tail) > limit:
                 return body + f"_… details of {len(result.plan.moves) - i} more moves left out._\n" + tail
         body += section
     return body
