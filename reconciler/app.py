@@ -214,13 +214,20 @@ class ApplyResult:
 
 
 class _Signals:
-    """SIGINT/SIGTERM during apply: finish the current move, then stop with 130/143."""
+    """SIGINT/SIGTERM during apply: a move being provisioned finishes and is recorded; then exit 130/143.
+
+    Outside a move (planning, waiting for approval) the signal stops the run at once: nothing was
+    submitted yet, and every state write is atomic.
+    """
 
     def __init__(self) -> None:
         self.caught: int | None = None
+        self.deferring = False
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         self.caught = signum
+        if not self.deferring:
+            self.check()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_Signals]:
@@ -231,11 +238,20 @@ class _Signals:
             for s, h in old.items():
                 signal.signal(s, h)
 
+    @contextlib.contextmanager
+    def move_in_flight(self) -> Iterator[None]:
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        self.check()
+
     def check(self) -> None:
         if self.caught is not None:
             code = EXIT_SIGINT if self.caught == signal.SIGINT else EXIT_SIGTERM
-            raise Interrupted(f"stopped by {signal.Signals(self.caught).name} between two moves; "
-                              "the state is consistent: run apply again to continue", code)
+            raise Interrupted(f"stopped by {signal.Signals(self.caught).name}; every finished move is recorded "
+                              "and the state is consistent: run apply again to continue", code)
 
 
 Approver = Callable[[PlanResult], bool]
@@ -255,7 +271,7 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
         moves, diags, files = [], [], 0
         commit = audit.commit_of(paths)
     path = settings.state_path
-    with states.lock(path, "apply", lock_timeout):
+    with _Signals().installed() as sig, states.lock(path, "apply", lock_timeout):
         loaded_state = states.load(path)
         if saved is None:
             loaded = manifests.load(paths, loaded_state.known() if loaded_state else None)
@@ -284,8 +300,7 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
             if todo and not approve(result.plan):
                 result.declined = True
             elif todo:
-                with _Signals().installed() as sig:
-                    _execute(todo, st, platform, writer, result, commit, progress, sig)
+                _execute(todo, st, platform, writer, result, commit, progress, sig)
             result.state_written = writer.writes > 0
             return result
         finally:
@@ -313,51 +328,59 @@ def _execute(todo: list[PlannedMove], st: State, platform: Platform, writer: sta
              commit: str | None, progress: Progress | None, sig: _Signals) -> None:
     who = audit.actor()  # once per run: it may ask git
     for i, pm in enumerate(todo):
-        sig.check()
         if progress:
             progress(pm, i, len(todo))
-        ref = ManifestRef(file=pm.move.file, sha256=pm.move.digest, git_commit=commit, line=pm.move.line,
-                          file_sha256=pm.move.file_sha256)
-        if pm.action == "noop":
-            old = st.moves.get(pm.name)
-            # A failed or unfinished earlier attempt is kept; a journaled request the platform never
-            # received is dropped: it did not happen.
-            kept = [r for r in (old.requests if old else []) if r.status in TERMINAL or platform.request(r.id)]
-            st.moves[pm.name] = MoveRecord(
-                manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller, to_reseller=pm.to_reseller,
-                location=pm.move.location, status="adopted", applied_at=_now(), applied_by=who,
-                applied_serial=st.serial + 1,
-                customer_fingerprint=pm.customer_fingerprint, requests=kept)
-            writer.commit(pm.name)
-            result.adopted.append(pm.name)
-            continue
-        assert pm.order is not None and pm.request_id is not None
-        rec = st.moves.get(pm.name)
-        if rec is None:
-            rec = MoveRecord(manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller,
-                             to_reseller=pm.to_reseller, location=pm.move.location, status="in-progress")
-            st.moves[pm.name] = rec
-        rec.manifest, rec.status = ref, "in-progress"
-        rec.from_reseller, rec.to_reseller, rec.location = pm.from_reseller, pm.to_reseller, pm.move.location
-        rec.applied_at = rec.applied_by = rec.applied_serial = None
-        if rec.last_request is None or rec.last_request.id != pm.request_id:
-            rec.requests.append(RequestRecord(id=pm.request_id, status="InProgress",
-                                              sub_requests=pm.requests[0]["sub_requests"]))
-        # Journaled before it is submitted: a crash from here on resumes under this id. Not fsynced: after
-        # a power loss that rolls it back, the re-run derives the same id (same attempt number) anyway.
-        writer.commit(pm.name, durable=False)
-        req = platform.submit(pm.request_id, pm.order)
-        last = rec.last_request
-        assert last is not None
-        _record_request(last, req.to_json())
-        _record_outcome(st, rec, platform, req.status == "Provisioned", who)
+        with sig.move_in_flight():
+            if not _execute_one(pm, st, platform, writer, result, commit, who):
+                result.pending = [m.name for m in todo[i + 1:]]
+                return
+
+
+def _execute_one(pm: PlannedMove, st: State, platform: Platform, writer: states.Journal, result: ApplyResult,
+                 commit: str | None, who: str) -> bool:
+    """Provision one move and record its outcome; False when its request failed."""
+    ref = ManifestRef(file=pm.move.file, sha256=pm.move.digest, git_commit=commit, line=pm.move.line,
+                      file_sha256=pm.move.file_sha256)
+    if pm.action == "noop":
+        old = st.moves.get(pm.name)
+        # A failed or unfinished earlier attempt is kept; a journaled request the platform never
+        # received is dropped: it did not happen.
+        kept = [r for r in (old.requests if old else []) if r.status in TERMINAL or platform.request(r.id)]
+        st.moves[pm.name] = MoveRecord(
+            manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller, to_reseller=pm.to_reseller,
+            location=pm.move.location, status="adopted", applied_at=_now(), applied_by=who,
+            applied_serial=st.serial + 1,
+            customer_fingerprint=pm.customer_fingerprint, requests=kept)
         writer.commit(pm.name)
-        result.requests.append(last)
-        if req.status != "Provisioned":
-            result.failed.append((pm.name, req.error or req.status))
-            result.pending = [m.name for m in todo[i + 1:]]
-            return
-        result.applied.append(pm.name)
+        result.adopted.append(pm.name)
+        return True
+    assert pm.order is not None and pm.request_id is not None
+    rec = st.moves.get(pm.name)
+    if rec is None:
+        rec = MoveRecord(manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller,
+                         to_reseller=pm.to_reseller, location=pm.move.location, status="in-progress")
+        st.moves[pm.name] = rec
+    rec.manifest, rec.status = ref, "in-progress"
+    rec.from_reseller, rec.to_reseller, rec.location = pm.from_reseller, pm.to_reseller, pm.move.location
+    rec.applied_at = rec.applied_by = rec.applied_serial = None
+    if rec.last_request is None or rec.last_request.id != pm.request_id:
+        rec.requests.append(RequestRecord(id=pm.request_id, status="InProgress",
+                                          sub_requests=pm.requests[0]["sub_requests"]))
+    # Journaled before it is submitted: a crash from here on resumes under this id. Not fsynced: after
+    # a power loss that rolls it back, the re-run derives the same id (same attempt number) anyway.
+    writer.commit(pm.name, durable=False)
+    req = platform.submit(pm.request_id, pm.order)
+    last = rec.last_request
+    assert last is not None
+    _record_request(last, req.to_json())
+    _record_outcome(st, rec, platform, req.status == "Provisioned", who)
+    writer.commit(pm.name)
+    result.requests.append(last)
+    if req.status != "Provisioned":
+        result.failed.append((pm.name, req.error or req.status))
+        return False
+    result.applied.append(pm.name)
+    return True
 
 
 # -- status ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from rich.console import Console
 
 from reconciler import __version__, app, config, newmove
 from reconciler.diagnostics import Diagnostic
-from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ReconcilerError
+from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_SIGTERM, Interrupted, ReconcilerError
 from reconciler.render import clean
 from reconciler.render import json as json_out
 from reconciler.render import markdown as md_out
@@ -360,8 +361,13 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise Interrupted("terminated by SIGTERM", EXIT_SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: the one error boundary. Never a traceback for anything a user can type."""
+    signal.signal(signal.SIGTERM, _terminated)  # finally-blocks run: no half-written file is left
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="reconcile", standalone_mode=False)
     except ReconcilerError as e:
