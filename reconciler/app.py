@@ -366,9 +366,7 @@ def _execute_one(pm: PlannedMove, st: State, platform: Platform, writer: states.
     if rec.last_request is None or rec.last_request.id != pm.request_id:
         rec.requests.append(RequestRecord(id=pm.request_id, status="InProgress",
                                           sub_requests=pm.requests[0]["sub_requests"]))
-    # Journaled before it is submitted: a crash from here on resumes under this id. Not fsynced: after
-    # a power loss that rolls it back, the re-run derives the same id (same attempt number) anyway.
-    writer.commit(pm.name, durable=False)
+    writer.commit(pm.name)  # journaled before it is submitted: a crash from here on resumes under this id
     req = platform.submit(pm.request_id, pm.order)
     last = rec.last_request
     assert last is not None

@@ -202,7 +202,7 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     def show(result: app.PlanResult) -> None:
         _emit_diagnostics(list(result.plan.all_diagnostics()))
         # A large batch was reviewed as a plan already: list it, one line per move.
-        text_out.plan(out, result, 20, compact=len(result.plan.moves) > COMPACT_ABOVE)
+        text_out.plan(out, result, 20, compact=len(result.plan.moves) > COMPACT_ABOVE, applying=True)
 
     def approve(result: app.PlanResult) -> bool:
         if auto_approve:

@@ -274,10 +274,11 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
                         "an applied move is history: restore the manifest, or write a new move with a new name",
                 path="$"), ())]
         elif said == "superseded":
-            pm.reason = "superseded"
+            assert rec is not None
+            pm.reason, pm.from_reseller = "superseded", rec.from_reseller
         elif said == "applied":
             assert rec is not None
-            pm.reason = "applied"
+            pm.reason, pm.from_reseller = "applied", rec.from_reseller
             # Judged against the platform before the run: a new move of the customer earlier in the
             # batch is exactly what the drift warning would ask for, not drift.
             before = snap.customers.get(m.customer)

@@ -188,24 +188,20 @@ class Journal:
         self.writes = 0
         self._fragments: dict[str, str] = {}
 
-    def commit(self, *changed: str, durable: bool = True) -> None:
-        """Persist; `changed` names the records touched since the last commit (their text is rebuilt).
-
-        `durable=False` skips fsync: still atomic (a killed process leaves the old or the new file),
-        only a power loss may roll it back, which deterministic request ids make harmless.
-        """
+    def commit(self, *changed: str) -> None:
+        """Persist; `changed` names the records touched since the last commit (their text is rebuilt)."""
         for name in changed:
             self._fragments.pop(name, None)
         self.state.serial += 1
         self.state.tool_version = __version__
-        write(self.path, self.state, self._fragments, durable=durable)
+        write(self.path, self.state, self._fragments)
         self.writes += 1
 
     def forget_all(self) -> None:
         self._fragments.clear()
 
 
-def write(path: Path, state: State, fragments: dict[str, str] | None = None, durable: bool = True) -> None:
+def write(path: Path, state: State, fragments: dict[str, str] | None = None) -> None:
     """Atomically replace the state: temp file + fsync + rename; the previous file becomes PATH.backup."""
     data = dumps(state, fragments)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,15 +212,13 @@ def write(path: Path, state: State, fragments: dict[str, str] | None = None, dur
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
         if path.exists():
             _keep_backup(path)
         os.replace(tmp, path)
-        if durable:
-            _fsync_dir(path.parent)
+        _fsync_dir(path.parent)
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -32,7 +32,8 @@ def summary_line(result: PlanResult) -> str:
             f"{s['errors']} errors, {s['warnings']} warnings")
 
 
-def plan(console: Console, result: PlanResult, show_users: int | None = 20, compact: bool = False) -> None:
+def plan(console: Console, result: PlanResult, show_users: int | None = 20, compact: bool = False,
+         applying: bool = False) -> None:
     """The whole plan; `compact`: one line per move (apply of a large, already reviewed batch)."""
     s = result.plan.summary()
     style = "red" if s["errors"] else ("yellow" if s["moves"] else "green")
@@ -54,7 +55,7 @@ def plan(console: Console, result: PlanResult, show_users: int | None = 20, comp
     if not result.plan.applyable:
         console.print("[red]Not applyable: fix the errors above; `reconcile apply` changes nothing while any "
                       "move is invalid.[/]")
-    elif s["moves"]:
+    elif s["moves"] and not applying:
         console.print("Run `reconcile apply` to make these changes.")
     else:
         console.print("[green]No changes: the platform matches the manifests.[/]")
