@@ -150,6 +150,14 @@ class Loaded:
 def discover(paths: Sequence[str]) -> list[str]:
     """Files in argument order; a directory's *.yaml/*.yml recursively, hidden entries skipped, sorted."""
     out: list[str] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        real = os.path.realpath(path)  # `moves moves/a.yaml` or `moves ./moves` reads a.yaml once
+        if real not in seen:
+            seen.add(real)
+            out.append(path)
+
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
@@ -161,9 +169,10 @@ def discover(paths: Sequence[str]) -> list[str]:
                         continue
                     full = os.path.join(root, f)
                     found.append((Path(os.path.relpath(full, p)).parts, full))
-            out.extend(full for _, full in sorted(found))
+            for _, full in sorted(found):
+                add(full)
         elif p.exists():
-            out.append(arg)
+            add(arg)
         else:
             raise ReconcilerError(f"{arg}: no such file or directory",
                                   hint="pass manifest files or folders that hold them")

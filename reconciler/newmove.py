@@ -59,10 +59,11 @@ def render(settings: Settings, customer: str, reseller: str) -> str:
     if res:
         lines.append("  services:")
     for svc, r in res.items():
-        lines.append(f"    {s(svc)}:")
         if r.offering is None:
-            lines.append(f"      # WARNING: {clean(reseller)} does not offer {clean(svc)}: this move cannot be planned")
+            lines.append(f"    # WARNING: {clean(reseller)} does not offer {clean(svc)}: this move cannot be planned")
+            lines.append(f"    {s(svc)}: {{}}")
             continue
+        lines.append(f"    {s(svc)}:")
         choices = ", ".join(clean(p) for p in r.offering.plans) or "none"
         if r.plan_known:
             lines.append(f"      plan: {s(r.plan_to)}")

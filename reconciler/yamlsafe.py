@@ -178,9 +178,10 @@ def load_all(text: str, file: str) -> Iterator[Doc | Diagnostic]:
     if "\x00" in text:
         yield error("yaml", "the file holds NUL bytes: not a YAML text file").at(file, 1, 1)
         return
-    src = _EventSource(text)
+    src: Any = None
     index = 0
     try:
+        src = _EventSource(text)  # the pure-Python reader checks characters as it is made
         src.get_event()  # StreamStart
         while not src.check_event(yaml.StreamEndEvent):
             start = src.get_event()  # DocumentStart
@@ -207,4 +208,5 @@ def load_all(text: str, file: str) -> Iterator[Doc | Diagnostic]:
     except yaml.YAMLError as e:
         yield error("yaml", short(str(e), 200)).at(file, 1, 1)
     finally:
-        src.dispose()
+        if src is not None:
+            src.dispose()

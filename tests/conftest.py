@@ -20,7 +20,16 @@ MOVES = FIXTURES / "moves"  # acme-to-northwind.yaml, vault-to-woodgrove.yaml
 # Sensitive values in tests/fixtures/platform.yaml and moves/vault-to-woodgrove.yaml: none may ever be printed.
 SECRETS = ("old-Secret-9f2", "user-Secret-4b8", "new-Secret-7d1")
 
-# hypothesis: fast by default (CI), `HYPOTHESIS_PROFILE=long` for a long hand run.
+# hypothesis: fast by default (CI), `HYPOTHESIS_PROFILE=long` for a long hand run. Its caches go to the temp
+# directory, not to .hypothesis/ in the repository.
+try:
+    import tempfile as _tempfile
+
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(os.path.join(_tempfile.gettempdir(), "reconciler-tests-hypothesis"))
+except ImportError:  # pragma: no cover - an older hypothesis
+    pass
 # No example database: tests never write into the repository (a failing example is printed to reproduce it).
 settings.register_profile("default", max_examples=60, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -33,7 +42,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The caller's environment never leaks into a test (a CI runner sets GITHUB_ACTIONS, a user NO_COLOR...)."""
     for var in ("RECONCILE_PLATFORM", "RECONCILE_STATE", "RECONCILE_DEBUG", "GITHUB_ACTIONS", "NO_COLOR",
-                "FORCE_COLOR", "HYPOTHESIS_PROFILE_UNUSED"):
+                "FORCE_COLOR", "COLUMNS", "LINES"):
         monkeypatch.delenv(var, raising=False)
 
 

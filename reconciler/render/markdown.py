@@ -147,11 +147,12 @@ def plan(result: PlanResult, limit: int = LIMIT) -> str:
             size += _units(r) + 1
         return head + "\n".join(kept) + f"\n\n_… {len(rows) - len(kept)} more moves not shown._\n" + tail
     body = head + table
+    left_out = "_… details of 999999 more moves left out._\n"  # reserved: the longest such line
     for i, m in enumerate(result.plan.moves):
         section = _details(m)
-        if _units(body) + _units(section) + _units(tail) > limit:
+        if _units(body) + _units(section) + _units(left_out) + _units(tail) > limit:
             section = _details(m, max_users=3)
-            if _units(body) + _units(section) + _units(tail) > limit:
+            if _units(body) + _units(section) + _units(left_out) + _units(tail) > limit:
                 return body + f"_… details of {len(result.plan.moves) - i} more moves left out._\n" + tail
         body += section
     return body

@@ -101,8 +101,8 @@ def _move(m: PlannedMove, show_users: int | None) -> list[str]:
             line = "  ".join(escape(r[c]).ljust(widths[c] + len(escape(r[c])) - len(r[c])) for c in range(3))
             line = f"      {line}  {escape(r[3])}"
             out.append(f"[dim]{line}[/]" if j == 0 else line)
-        if len(shown) < len(users):
-            out.append(f"      … and {len(users) - len(shown)} more users (--show-users all lists them)")
+    if len(shown) < len(users):
+        out.append(f"      … and {len(users) - len(shown)} more users (--show-users all lists them)")
     for r_ in m.requests:
         out.append(f"    request {e(r_['id'])}: {r_['type']}, {r_['sub_requests']} sub-requests")
     return out
