@@ -288,7 +288,8 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                                             settings.platform_url, commit, files))
             if saved is not None and result.plan.fingerprint != saved.get("platform", {}).get("fingerprint"):
                 raise StalePlan(f"{plan_file}: the plan is stale: the platform changed for the customers it moves "
-                                "since it was made", hint="make the plan again with `reconcile plan --out FILE`")
+                                "since it was made" + _what_changed(saved, result.plan),
+                                hint="make the plan again with `reconcile plan --out FILE`")
             if on_plan:
                 on_plan(result.plan)
             the_plan = result.plan.plan
@@ -305,6 +306,35 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
             return result
         finally:
             platform.close()
+
+
+def _what_changed(saved: dict[str, Any], now: PlanResult, limit: int = 10) -> str:
+    """What the reviewed plan would do differently today, for the stale-plan message (deepdiff's words)."""
+    from deepdiff import DeepDiff
+
+    def moves(ms: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        # Keyed by move, service and user id, so that a difference reads as a path people know.
+        out: dict[str, Any] = {}
+        for m in ms:
+            if not isinstance(m, dict):
+                continue
+            out[str(m.get("name"))] = {
+                **{k: m.get(k) for k in ("action", "reason", "from_reseller", "to_reseller")},
+                "services": {s.get("service"): s for s in m.get("services") or []},
+                "users": {u.get("user"): {s.get("service"): s for s in u.get("services") or []}
+                          for u in m.get("users") or []},
+            }
+        return out
+
+    then = moves(saved.get("moves") or [])
+    today = moves([m.to_json() for m in now.plan.moves])
+    lines = DeepDiff(then, today, verbose_level=2).pretty().splitlines()
+    if not lines:
+        return ""
+    shown = [f"  {line}" for line in lines[:limit]]
+    if len(lines) > limit:
+        shown.append(f"  … and {len(lines) - limit} more differences")
+    return "; what would differ now:\n" + "\n".join(shown)
 
 
 def _done(st: State, name: str) -> bool:
