@@ -190,12 +190,13 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
     services, needed = [], cust.parent != dest.id
     for svc, r in res.items():
         new = r.new_subscription()
-        needed = needed or new != r.current
+        overrides = _changed(r.current.overrides, new.overrides, secret.get(svc, set()))
+        needed = needed or (new.plan, new.sal) != (r.current.plan, r.current.sal) or bool(overrides)
         services.append({
             "service": svc,
             "plan": {"from": r.current.plan, "to": r.plan_to},
             "sal_mappings": [{"from": m.source_sal, "to": m.to, "source": m.source} for m in r.mappings.values()],
-            "customer_properties": _changed(r.current.overrides, new.overrides, secret.get(svc, set())),
+            "customer_properties": overrides,
         })
     user_changes: list[dict[str, Any]] = []
     # Most users carry no overrides of their own: their change depends only on (service, SAL), so it is
@@ -213,7 +214,7 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
                 src = src_offers.get(svc)
                 before = effective(src.sals.get(us.sal) if src else None, sr.current.overrides, us.overrides)
                 after = effective(dst_offers[svc].sals.get(to_sal), sr.new_overrides, us.overrides)
-                props = _changed(before, after, secret.get(svc, set())) if before != after else {}
+                props = _changed(before, after, secret.get(svc, set())) if not _same(before, after) else {}
                 hit = (to_sal, props if (props or to_sal != us.sal) else None)
                 if not us.overrides:
                     common[(svc, us.sal)] = hit
@@ -228,6 +229,11 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
                       subscriptions={svc: r.new_subscription() for svc, r in res.items()},
                       sal_map={svc: r.sal_map for svc, r in res.items()})
     return Change(services, user_changes, order, holders, needed)
+
+
+def _same(before: Props, after: Props) -> bool:
+    """Equal as JSON: 2 and 2.0 differ (an integer property is not a number one), as in _changed."""
+    return before == after and all(type(v) is type(after[k]) for k, v in before.items())
 
 
 def _changed(before: Props, after: Props, secret: set[str]) -> dict[str, Any]:

@@ -205,7 +205,7 @@ def write(path: Path, state: State, fragments: dict[str, str] | None = None) -> 
     """Atomically replace the state: temp file + fsync + rename; the previous file becomes PATH.backup."""
     data = dumps(state, fragments)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")  # one name: writers hold the lock, and a killed one's is reused
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:

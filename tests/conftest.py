@@ -197,6 +197,42 @@ def effective_view(doc: dict[str, Any]) -> dict[str, dict[str, tuple[str, dict[s
     return out
 
 
+@dataclass
+class Running:
+    """A background `reconcile` process (Recon.popen)."""
+
+    proc: _subprocess.Popen[bytes]
+    out: Any
+    err: Any
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def send_signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def finish(self, timeout: float = 120) -> Ran:
+        """Wait for it (killing it past `timeout`), and return its exit code and output."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except _subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        texts = []
+        for f in (self.out, self.err):
+            f.seek(0)
+            texts.append(f.read().decode("utf-8", "replace"))
+            f.close()
+        return Ran(code, texts[0], texts[1])
+
+
 class Recon:
     """A workspace for apply tests: an embedded platform, a state path, manifests; the CLI in- or out-of-process."""
 
@@ -254,11 +290,16 @@ class Recon:
                             env=subprocess_env(RECONCILE_PLATFORM=self.url, RECONCILE_STATE=str(self.state), **env))
         return Ran(p.returncode, p.stdout, p.stderr)
 
-    def popen(self, *args: str, **env: str) -> _subprocess.Popen[str]:
-        return _subprocess.Popen([str(RECONCILE_BIN), *args], cwd=self.root, text=True,
-                                 stdin=_subprocess.DEVNULL, stdout=_subprocess.PIPE, stderr=_subprocess.PIPE,
+    def popen(self, *args: str, **env: str) -> Running:
+        """`reconcile ARGS` started in the background; its output goes to files (a full pipe never blocks it)."""
+        import tempfile
+
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish)
+        proc = _subprocess.Popen([str(RECONCILE_BIN), *args], cwd=self.root, stdin=_subprocess.DEVNULL,
+                                 stdout=out, stderr=err,
                                  env=subprocess_env(RECONCILE_PLATFORM=self.url, RECONCILE_STATE=str(self.state),
                                                     **env))
+        return Running(proc, out, err)
 
     # -- reading ----------------------------------------------------------------------------
     def export(self) -> dict[str, Any]:

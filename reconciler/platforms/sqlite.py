@@ -238,8 +238,10 @@ class SqlitePlatform:
         cust, dest = rows.get(order.customer), rows.get(order.to_reseller)
         if cust is None:
             return [f"customer {order.customer} does not exist"], 1
-        if dest is None or not dest.is_reseller:
+        if dest is None:
             return [f"reseller {order.to_reseller} does not exist"], 1
+        if not dest.is_reseller:
+            return [f"{order.to_reseller} is not a reseller"], 1
         if cust.is_reseller:
             return [f"customer {order.customer} is a reseller and cannot be moved"], 1
         if cust.location != dest.location:
