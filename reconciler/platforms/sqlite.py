@@ -346,6 +346,9 @@ def init(url: str, seed_file: str, force: bool = False) -> dict[str, int]:
                             hint="pass --force to replace it (its data and requests are lost)")
     seed = seeds.read(seed_file)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.init"):  # left by an init that was killed
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".init", dir=path.parent)
     os.close(fd)
     try:
