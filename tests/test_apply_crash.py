@@ -3,11 +3,13 @@ applies at once. Every move is applied exactly once, the state always parses, th
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import random
 import signal
 import socket
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from reconciler import state as states
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from conftest import Recon, Running
 
@@ -87,7 +89,8 @@ def check_consistent(ws: Recon, n: int) -> tuple[int, int]:
 
 def test_sigkill_at_random_moments_applies_every_move_exactly_once(tmp_path: Path,
                                                                    big_batch: Callable[..., Recon]) -> None:
-    ws = big_batch(tmp_path / "big", customers=N_MOVES)
+    # 40 users a customer: each move takes a few milliseconds, so kills can land between and inside moves.
+    ws = big_batch(tmp_path / "big", customers=N_MOVES, users=40)
     rng = random.Random(SEED)
     started = time.monotonic()
     t = time.monotonic()
@@ -103,13 +106,14 @@ def test_sigkill_at_random_moments_applies_every_move_exactly_once(tmp_path: Pat
         assert runs <= 150 and time.monotonic() - started < 240, f"no convergence: {runs} runs, {kills} kills"
         proc = ws.popen(*apply_args())
         if kills < MIN_KILLS or applied < N_MOVES:  # kill until the batch is done, and at least MIN_KILLS times
-            if rng.random() < 0.25:  # anywhere from start-up to the first moves
+            if rng.random() < 0.25:  # during start-up, reading and planning (the batch itself takes ~0.2 s)
                 kind = "timed"
-                time.sleep(rng.uniform(0.0, startup * 1.3))
+                time.sleep(rng.uniform(0.0, startup * 0.9))
             else:  # after k state writes (journal or outcome), plus a jitter into the next step
                 kind = "after-writes"
-                wait_for_writes(proc, ws.state, rng.randint(1, 6))  # a few moves a run: most kills land mid-batch
-                time.sleep(rng.uniform(0.0, 0.012))
+                # Moves are journaled a group at a time (2 writes a group): 1-2 writes keeps most kills mid-batch.
+                wait_for_writes(proc, ws.state, rng.randint(1, 2))
+                time.sleep(rng.uniform(0.0, 0.004))
             if proc.poll() is None:
                 proc.kill()
                 proc.finish(timeout=30)
@@ -181,7 +185,21 @@ def batch(tmp_path: Path, big_batch: Callable[..., Recon]) -> Recon:
     return big_batch(tmp_path / "big", customers=N_MOVES)
 
 
+@contextlib.contextmanager
+def platform_write_lock(ws: Recon) -> Iterator[None]:
+    """Hold the platform database's write lock: an apply that reaches its first submit waits there."""
+    conn = sqlite3.connect(ws.db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
 def test_a_second_apply_is_refused_naming_the_lock_holder(batch: Recon) -> None:
+    blocker = platform_write_lock(batch)
+    blocker.__enter__()  # the first apply cannot finish before the second has asked for the lock
     first = batch.popen(*apply_args())
     try:
         holder = wait_for_holder(batch, first)
@@ -190,6 +208,7 @@ def test_a_second_apply_is_refused_naming_the_lock_holder(batch: Recon) -> None:
         second = batch.sub(*apply_args())
         still_running = first.poll() is None
     finally:
+        blocker.__exit__(None, None, None)
         code, out, err = finish(first)
     assert still_running, "the first apply finished before the second one asked for the lock"
     assert second.code == 1, second

@@ -257,25 +257,27 @@ def test_apply_on_a_full_disk_exits_1_and_submits_nothing(recon: Recon, monkeypa
 def test_a_full_disk_after_the_request_was_submitted_resumes_without_a_duplicate(
         recon: Recon, monkeypatch: pytest.MonkeyPatch) -> None:
     applied_twice(recon)
-    monkeypatch.setattr(states, "os", FullDisk("write", fail_from=2))  # the journal entry is written, the outcome not
+    # The group's journal entries are written, its requests submitted, the outcome write fails.
+    monkeypatch.setattr(states, "os", FullDisk("write", fail_from=2))
     ran = recon.cli("apply", "--auto-approve", str(recon.moves))
     monkeypatch.undo()
     assert ran.code == 1, ran
     assert "the disk is full; the previous state is intact" in ran.err
     st = recon.state_json()
-    journaled = st["moves"]["hooli-to-northwind"]
-    assert journaled["status"] == "in-progress"
-    rid = journaled["requests"][0]["id"]
-    assert [(r["id"], r["status"]) for r in recon.requests("hooli")] == [(rid, "Provisioned")]
-    assert "umbrella-to-northwind" not in st["moves"]
+    ids = {}
+    for name, customer in (("hooli-to-northwind", "hooli"), ("umbrella-to-northwind", "umbrella")):
+        journaled = st["moves"][name]
+        assert journaled["status"] == "in-progress"
+        ids[name] = journaled["requests"][0]["id"]
+        assert [(r["id"], r["status"]) for r in recon.requests(customer)] == [(ids[name], "Provisioned")]
 
     ran = recon.cli("apply", "--auto-approve", str(recon.moves))
     assert ran.code == 0, ran
     st = recon.state_json()
-    assert st["moves"]["hooli-to-northwind"]["status"] == "applied"
-    assert [r["id"] for r in st["moves"]["hooli-to-northwind"]["requests"]] == [rid]
-    assert [(r["id"], r["status"]) for r in recon.requests("hooli")] == [(rid, "Provisioned")]
-    assert [r["status"] for r in recon.requests("umbrella")] == ["Provisioned"]
+    for name, customer in (("hooli-to-northwind", "hooli"), ("umbrella-to-northwind", "umbrella")):
+        assert st["moves"][name]["status"] == "applied"
+        assert [r["id"] for r in st["moves"][name]["requests"]] == [ids[name]]  # recorded, never resubmitted
+        assert [(r["id"], r["status"]) for r in recon.requests(customer)] == [(ids[name], "Provisioned")]
 
 
 # -- the lock ------------------------------------------------------------------------------------------
