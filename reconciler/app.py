@@ -56,6 +56,16 @@ class PlanResult:
     git_commit: str | None
     files: int = 0
 
+    def head(self) -> dict[str, Any]:
+        """Everything but the moves (render.json streams those one at a time)."""
+        return {
+            "format_version": PLAN_FORMAT, "tool_version": __version__,
+            "platform": {"url": self.platform_url, "fingerprint": self.fingerprint},
+            "prior_state": self.prior_state, "git_commit": self.git_commit,
+            "applyable": self.plan.applyable, "summary": self.plan.summary(),
+            "diagnostics": [d.to_json() for d in self.plan.diagnostics],
+        }
+
     def to_json(self, with_manifests: bool = False) -> dict[str, Any]:
         moves = []
         for m in self.plan.moves:
@@ -63,13 +73,9 @@ class PlanResult:
             if with_manifests:
                 d["manifest"] = m.move.document
             moves.append(d)
-        return {
-            "format_version": PLAN_FORMAT, "tool_version": __version__,
-            "platform": {"url": self.platform_url, "fingerprint": self.fingerprint},
-            "prior_state": self.prior_state, "git_commit": self.git_commit,
-            "applyable": self.plan.applyable, "summary": self.plan.summary(),
-            "moves": moves, "diagnostics": [d.to_json() for d in self.plan.diagnostics],
-        }
+        doc = self.head()
+        doc["moves"] = moves
+        return doc
 
 
 def snapshot(platform: Platform, moves: Sequence[Move]) -> tuple[Snapshot, str]:
@@ -146,7 +152,6 @@ def plan(paths: Sequence[str], settings: Settings) -> PlanResult:
     platform = open_platform(settings.platform_url, settings.seed)
     try:
         if st is not None:
-            st = st.model_copy(deep=True)
             refresh(st, platform)  # in memory only: plan never writes the state
         return build_plan(platform, loaded.moves, loaded.diagnostics, st, settings.platform_url,
                           audit.commit_of(paths), loaded.files)

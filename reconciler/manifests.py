@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,25 +151,28 @@ class Loaded:
 def discover(paths: Sequence[str]) -> list[str]:
     """Files in argument order; a directory's *.yaml/*.yml recursively, hidden entries skipped, sorted."""
     out: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
+    overlap = len(paths) > 1  # one directory, walked without following links, never yields a file twice
 
     def add(path: str) -> None:
-        real = os.path.realpath(path)  # `moves moves/a.yaml` or `moves ./moves` reads a.yaml once
-        if real not in seen:
-            seen.add(real)
-            out.append(path)
+        if overlap:  # `moves moves/a.yaml` or `moves ./moves` reads a.yaml once
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) in seen:
+                return
+            seen.add((st.st_dev, st.st_ino))
+        out.append(path)
 
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
             found: list[tuple[tuple[str, ...], str]] = []
-            for root, dirs, files in os.walk(p, followlinks=False):
+            for root, dirs, files in os.walk(arg, followlinks=False):
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
+                rel = tuple(Path(root).relative_to(arg).parts) if root != arg else ()
                 for f in files:
                     if f.startswith(".") or not f.endswith(SUFFIXES):
                         continue
-                    full = os.path.join(root, f)
-                    found.append((Path(os.path.relpath(full, p)).parts, full))
+                    found.append(((*rel, f), os.path.join(root, f)))
             for _, full in sorted(found):
                 add(full)
         elif p.exists():
@@ -181,6 +185,8 @@ def discover(paths: Sequence[str]) -> list[str]:
 
 def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[bytes | None, list[Diagnostic]]:
     try:
+        if not stat.S_ISREG(os.stat(file).st_mode):  # a FIFO or a device would block or never end
+            return None, [error("yaml", "not a regular file").at(file, None, None)]
         with open(file, "rb") as fh:
             raw = fh.read(limit + 1)
     except OSError as e:
@@ -241,8 +247,9 @@ def _to_move(doc: Doc) -> Move | list[Diagnostic]:
 def load(paths: Sequence[str], known: Mapping[str, Mapping[str, Known]] | None = None) -> Loaded:
     """Load every manifest; one bad document never hides the others.
 
-    `known` (file -> name -> what the state recorded) lets a file whose bytes are exactly those of an
-    applied move skip parsing: a repository of 10,000 applied manifests plans in a moment.
+    `known` (sha256 of a file's bytes -> name -> what the state recorded) lets a file whose bytes are
+    exactly those of an applied move skip parsing, wherever it lies and however it is named on the
+    command line: a repository of 10,000 applied manifests plans in a moment.
     """
     files = discover(paths)
     moves: list[Move] = []
@@ -252,7 +259,7 @@ def load(paths: Sequence[str], known: Mapping[str, Mapping[str, Known]] | None =
         if raw is None:
             diags.extend(problems)
             continue
-        fast = _known_move(f, raw, (known or {}).get(f))
+        fast = _known_move(f, raw, known.get(hashlib.sha256(raw).hexdigest()) if known else None)
         if fast is not None:
             moves.append(fast)
             continue
@@ -272,7 +279,7 @@ def _known_move(file: str, raw: bytes, known: Mapping[str, Known] | None) -> Mov
     if not known or len(known) != 1:
         return None
     (name, k), = known.items()
-    if k.file_sha256 is None or k.location is None or hashlib.sha256(raw).hexdigest() != k.file_sha256:
+    if k.file_sha256 is None or k.location is None:
         return None
 
     def parse() -> tuple[Manifest, Doc]:

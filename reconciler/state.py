@@ -93,11 +93,12 @@ class State(_Model):
     moves: dict[str, MoveRecord] = Field(default_factory=dict)
 
     def known(self) -> dict[str, dict[str, MoveRecord]]:
-        """file -> name -> record, for the applied and adopted moves (manifests.load's fast path)."""
+        """sha256 of a manifest file's bytes -> name -> record, for the applied and adopted moves whose file
+        held that one document (manifests.load's fast path)."""
         out: dict[str, dict[str, MoveRecord]] = {}
         for name, rec in self.moves.items():
-            if rec.done:
-                out.setdefault(rec.manifest.file, {})[name] = rec
+            if rec.done and rec.manifest.file_sha256:
+                out.setdefault(rec.manifest.file_sha256, {})[name] = rec
         return out
 
     def latest_done(self) -> dict[str, tuple[int, str]]:

@@ -14,10 +14,7 @@ def _dump(value: Any) -> str:
 
 
 def write_plan(result: PlanResult, out: IO[str], with_manifests: bool = False) -> None:
-    doc = result.to_json(with_manifests=False)
-    moves = doc.pop("moves")
-    del moves  # rebuilt one at a time below, so the whole plan is never one string
-    head = _dump(doc)
+    head = _dump(result.head())  # the moves follow one at a time: the whole plan is never one string
     out.write(head[:-1] + ', "moves": [')
     for i, m in enumerate(result.plan.moves):
         d = m.to_json()
