@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from rich.console import Console
 from reconciler import __version__, app, config, newmove
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_SIGTERM, Interrupted, ReconcilerError
-from reconciler.render import clean
+from reconciler.render import clean, clean_lines
 from reconciler.render import json as json_out
 from reconciler.render import markdown as md_out
 from reconciler.render import text as text_out
@@ -44,7 +45,7 @@ def _annotation(d: Diagnostic) -> str:
         return esc(s).replace(":", "%3A").replace(",", "%2C")
 
     kind = "error" if d.is_error else "warning"
-    where = ",".join(x for x in (f"file={prop(d.file)}" if d.file else "",
+    where = ",".join(x for x in (f"file={prop(clean(d.file))}" if d.file else "",
                                  f"line={d.line}" if d.line else "", f"col={d.column}" if d.column else "") if x)
     return f"::{kind} {where},title={prop('reconcile ' + d.code)}::{esc(clean(d.message))}"
 
@@ -371,9 +372,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="reconcile", standalone_mode=False)
     except ReconcilerError as e:
-        click.echo(f"error: {clean(e.message)}", err=True)
+        click.echo(f"error: {clean_lines(e.message)}", err=True)
         if e.hint:
-            click.echo(f"  hint: {clean(e.hint)}", err=True)
+            click.echo(f"  hint: {clean_lines(e.hint)}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.UsageError as e:
         e.show()
@@ -385,6 +386,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
+        sys.exit(EXIT_ERROR)
+    except sqlite3.Error as e:  # raised while iterating a query: the platform module could not wrap it
+        click.echo(f"error: the platform database failed: {clean(e)}", err=True)
+        click.echo("  hint: restore it from a backup, or re-create it with `reconcile platform init --force`",
+                   err=True)
         sys.exit(EXIT_ERROR)
     except BrokenPipeError:
         sys.stderr.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import yaml
@@ -14,13 +15,15 @@ from reconciler.render import clean
 
 
 def _scalar(v: str) -> str:
-    """Plain where YAML reads it back as the same string; quoted otherwise."""
+    """Plain where YAML reads it back as the same string; double-quoted otherwise, with every control
+    character escaped (a JSON string is a valid YAML double-quoted scalar)."""
     try:
-        if yaml.safe_load(f"k: {v}") == {"k": v} and not v.startswith(("&", "*", "!", "%", "@", "`")):
+        if (v.isprintable() and yaml.safe_load(f"k: {v}") == {"k": v}
+                and not v.startswith(("&", "*", "!", "%", "@", "`"))):
             return v
     except yaml.YAMLError:
         pass
-    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return json.dumps(v)
 
 
 def move_name(customer: str, reseller: str) -> str:

@@ -50,7 +50,7 @@ def batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     ("plain", "plain"),
     ("\x1b[31mred", "\\x1b[31mred"),
     ("bell\x07", "bell\\x07"),
-    ("a\nb\rc\td", "a\nb\\x0dc\td"),  # newline and tab are layout, not control
+    ("a\nb\rc\td", "a\\x0ab\\x0dc\td"),  # a value must not forge a line; a tab is layout
     ("\x9b2J", "\\x9b2J"),
     ("\x7f", "\\x7f"),
     ("rtl\u202eevil", "rtl\\u202eevil"),

@@ -60,6 +60,11 @@ CREATE INDEX requests_customer ON requests (customer, status);
 """
 
 
+def damaged(path: Path, e: Exception) -> PlatformError:
+    return PlatformError(f"{path} is a damaged platform database ({e})",
+                         hint="restore it from a backup, or re-create it with `reconcile platform init --force`")
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -131,19 +136,29 @@ class SqlitePlatform:
                 self._conn.execute("ROLLBACK")
             raise PlatformError(f"the platform database refused the change: {e}; nothing of it was applied",
                                 hint="free disk space or fix permissions, then run apply again: it resumes") from None
+        except sqlite3.DatabaseError as e:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise damaged(path_of(self.url), e) from None
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
             raise
 
-    def _q(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def _q(self, sql: str, args: Iterable[Any] = ()) -> Iterator[Any]:
+        """Rows of a query; SQLite's errors, raised at execute or while iterating, become PlatformErrors."""
         try:
-            return self._conn.execute(sql, tuple(args))
+            yield from self._conn.execute(sql, tuple(args))
         except sqlite3.OperationalError as e:
             if "locked" in str(e) or "busy" in str(e):
-                raise PlatformError(f"the platform database is locked by another process ({e})",
+                raise PlatformError(f"the platform database {path_of(self.url)} is locked by another process ({e})",
                                     hint="wait for it to finish, or raise RECONCILE_DB_TIMEOUT") from None
-            raise
+            raise PlatformError(f"the platform database {path_of(self.url)} failed: {e}") from None
+        except sqlite3.DatabaseError as e:
+            raise damaged(path_of(self.url), e) from None
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        return next(self._q(sql, args), None)
 
     # -- reads -------------------------------------------------------------------------
     def catalog(self) -> dict[str, Service]:
@@ -202,8 +217,8 @@ class SqlitePlatform:
         return out
 
     def request(self, request_id: str) -> Request | None:
-        row = self._q("SELECT id, type, customer, status, error, sub_requests, failed_sub_requests, "
-                      "submitted_at, completed_at FROM requests WHERE id = ?", (request_id,)).fetchone()
+        row = self._one("SELECT id, type, customer, status, error, sub_requests, failed_sub_requests, "
+                        "submitted_at, completed_at FROM requests WHERE id = ?", (request_id,))
         return Request(*row) if row else None
 
     # -- the provisioning engine ----------------------------------------------------------
@@ -246,8 +261,8 @@ class SqlitePlatform:
             return [f"customer {order.customer} is a reseller and cannot be moved"], 1
         if cust.location != dest.location:
             return [f"{order.to_reseller} is in {dest.location}, {order.customer} in {cust.location}"], 1
-        held = self._q("SELECT id, hold FROM users WHERE customer = ? AND hold IS NOT NULL ORDER BY ord",
-                       (order.customer,)).fetchall()
+        held = list(self._q("SELECT id, hold FROM users WHERE customer = ? AND hold IS NOT NULL ORDER BY ord",
+                            (order.customer,)))
         return [f"user {uid} cannot be provisioned: {reason}" for uid, reason in held], len(held)
 
     def _execute(self, db: sqlite3.Connection, order: MoveOrder) -> None:

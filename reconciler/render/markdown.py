@@ -26,7 +26,8 @@ def md(x: Any) -> str:
 
 
 def _mermaid_label(x: Any) -> str:
-    return clean(x).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;").replace("`", "#96;")
+    text = clean(x).replace("\n", " ").replace("\r", " ").replace('"', "#quot;")
+    return text.replace("<", "#lt;").replace(">", "#gt;").replace("`", "#96;")
 
 
 def mermaid(result: PlanResult, max_edges: int = 30) -> str:

@@ -55,8 +55,9 @@ def plan(console: Console, result: PlanResult, show_users: int | None = 20, comp
     if not result.plan.applyable:
         console.print("[red]Not applyable: fix the errors above; `reconcile apply` changes nothing while any "
                       "move is invalid.[/]")
-    elif s["moves"] and not applying:
-        console.print("Run `reconcile apply` to make these changes.")
+    elif s["moves"]:
+        if not applying:
+            console.print("Run `reconcile apply` to make these changes.")
     else:
         console.print("[green]No changes: the platform matches the manifests.[/]")
 
