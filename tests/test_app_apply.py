@@ -14,6 +14,7 @@ import yaml
 
 from reconciler import app, planner
 from reconciler.errors import ReconcilerError, StalePlan
+from reconciler.model import Request
 from reconciler.platforms.sqlite import SqlitePlatform
 
 if TYPE_CHECKING:
@@ -362,6 +363,18 @@ def test_resume_after_a_crash_before_the_request_was_submitted(recon: Recon) -> 
     assert st["lineage"] == "0d3f8f8e-5a55-4c1b-9a49-6f1f0c7d2b11"
 
 
+
+def submitted_behind_apply(recon: Recon, name: str) -> tuple[str, Request]:
+    """The platform executes attempt 1 of `name` as if apply had submitted it, then crashed."""
+    journaled = rid(recon, name, 1)
+    order = app.plan([str(recon.moves)], recon.settings()).plan.moves[0].order
+    assert order is not None
+    p = SqlitePlatform.open(recon.url)
+    try:
+        return journaled, p.submit(journaled, order)
+    finally:
+        p.close()
+
 def test_resume_keeps_the_journaled_id_whatever_it_is(recon: Recon) -> None:
     """The journaled id is the one resumed, even if it is not the attempt-1 id (e.g. written by another version)."""
     recon.manifest(GLOBEX, "globex", "northwind", services=EXCHANGE)
@@ -372,14 +385,7 @@ def test_resume_keeps_the_journaled_id_whatever_it_is(recon: Recon) -> None:
 
 def test_resume_after_a_crash_once_the_platform_had_provisioned_it(recon: Recon) -> None:
     recon.manifest(GLOBEX, "globex", "northwind", services=EXCHANGE)
-    journaled = rid(recon, GLOBEX, 1)
-    order = app.plan([str(recon.moves)], recon.settings()).plan.moves[0].order
-    assert order is not None
-    p = SqlitePlatform.open(recon.url)
-    try:
-        done = p.submit(journaled, order)
-    finally:
-        p.close()
+    journaled, done = submitted_behind_apply(recon, GLOBEX)
     crashed_state(recon, GLOBEX, journaled)
 
     ran = recon.cli("apply", "--auto-approve", "moves")
@@ -398,14 +404,7 @@ def test_resume_after_a_crash_once_the_platform_had_provisioned_it(recon: Recon)
 def test_resume_after_a_crash_once_the_platform_had_failed_it(recon: Recon) -> None:
     recon.manifest(ACME, "acme", "northwind",
                    services={**EXCHANGE, "sharepoint": {"plan": "sp-basic"}})
-    journaled = rid(recon, ACME, 1)
-    order = app.plan([str(recon.moves)], recon.settings()).plan.moves[0].order
-    assert order is not None
-    p = SqlitePlatform.open(recon.url)
-    try:
-        p.submit(journaled, order)
-    finally:
-        p.close()
+    journaled, _ = submitted_behind_apply(recon, ACME)
     raw = json.loads(crashed_state(recon, ACME, journaled))
     raw["moves"][ACME]["customer"] = "acme"
     recon.state.write_text(json.dumps(raw))
@@ -422,14 +421,7 @@ def test_resume_after_a_crash_once_the_platform_had_failed_it(recon: Recon) -> N
 # -- status -----------------------------------------------------------------------------------------------
 def test_status_refreshes_request_statuses_into_the_state(recon: Recon) -> None:
     recon.manifest(GLOBEX, "globex", "northwind", services=EXCHANGE)
-    journaled = rid(recon, GLOBEX, 1)
-    order = app.plan([str(recon.moves)], recon.settings()).plan.moves[0].order
-    assert order is not None
-    p = SqlitePlatform.open(recon.url)
-    try:
-        done = p.submit(journaled, order)
-    finally:
-        p.close()
+    journaled, done = submitted_behind_apply(recon, GLOBEX)
     crashed_state(recon, GLOBEX, journaled)
 
     ran = recon.cli("status", "--format", "json")
@@ -524,14 +516,7 @@ def test_an_in_progress_move_found_already_at_destination_is_resolved(recon: Rec
 
 def test_apply_that_only_records_a_finished_request_says_it_wrote_the_state(recon: Recon) -> None:
     recon.manifest(GLOBEX, "globex", "northwind", services=EXCHANGE)
-    journaled = rid(recon, GLOBEX, 1)
-    order = app.plan([str(recon.moves)], recon.settings()).plan.moves[0].order
-    assert order is not None
-    p = SqlitePlatform.open(recon.url)
-    try:
-        p.submit(journaled, order)
-    finally:
-        p.close()
+    journaled, _ = submitted_behind_apply(recon, GLOBEX)
     before = crashed_state(recon, GLOBEX, journaled)
     result = app.apply(recon.settings(), [str(recon.moves)])
     assert recon.state_bytes() != before  # the outcome was recorded
