@@ -185,9 +185,11 @@ def discover(paths: Sequence[str]) -> list[str]:
 
 def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[bytes | None, list[Diagnostic]]:
     try:
-        if not stat.S_ISREG(os.stat(file).st_mode):  # a FIFO or a device would block or never end
-            return None, [error("yaml", "not a regular file").at(file, None, None)]
-        with open(file, "rb") as fh:
+        # Opened without blocking, then checked: a FIFO or a device would block or never end.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, [error("yaml", "not a regular file").at(file, None, None)]
             raw = fh.read(limit + 1)
     except OSError as e:
         return None, [error("yaml", f"cannot read: {e.strerror or e}").at(file, None, None)]

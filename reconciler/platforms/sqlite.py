@@ -84,7 +84,8 @@ def path_of(url: str) -> Path:
 def _connect(path: Path, create: bool = False) -> sqlite3.Connection:
     mode = "rwc" if create else "rw"
     uri = "file:" + str(path.resolve()).replace("?", "%3f").replace("#", "%23") + f"?mode={mode}"
-    conn = sqlite3.connect(uri, uri=True, timeout=LOCK_TIMEOUT, isolation_level=None)
+    timeout = float(os.environ.get("RECONCILE_DB_TIMEOUT") or LOCK_TIMEOUT)  # read now: tests and callers set it late
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
     # WAL: readers never block the engine. synchronous=NORMAL loses no committed transaction when a
     # process is killed; on power loss the newest may roll back, which apply tolerates by design: the
     # state journals each request before submitting it, and a re-run resubmits it under the same id.

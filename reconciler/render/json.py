@@ -9,8 +9,9 @@ from reconciler.app import PlanResult
 
 
 def _dump(value: Any) -> str:
-    # No indent: json's C encoder only runs without one, and it is ten times faster.
-    return json.dumps(value, ensure_ascii=False)
+    # No indent: json's C encoder only runs without one, and it is ten times faster. ASCII only: C1 controls
+    # and bidi overrides from a manifest or the platform reach a terminal as \uXXXX, never raw.
+    return json.dumps(value)
 
 
 def write_plan(result: PlanResult, out: IO[str], with_manifests: bool = False) -> None:
@@ -25,4 +26,4 @@ def write_plan(result: PlanResult, out: IO[str], with_manifests: bool = False) -
 
 
 def dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    return json.dumps(doc, indent=2)
