@@ -198,9 +198,6 @@ class Journal:
         write(self.path, self.state, self._fragments)
         self.writes += 1
 
-    def forget_all(self) -> None:
-        self._fragments.clear()
-
 
 def write(path: Path, state: State, fragments: dict[str, str] | None = None) -> None:
     """Atomically replace the state: temp file + fsync + rename; the previous file becomes PATH.backup."""
