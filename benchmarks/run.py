@@ -63,18 +63,11 @@ class BenchmarkError(Exception):
 
 
 @dataclass(frozen=True)
-class Config:
-    customers: int = 4000
-    users_per: int = 50
-    moves: int = 1000
-    whale: int = 50_000
+class Config(Params):
+    """The generator's fixture, plus the applied-manifests step's sizes."""
+
     applied: int = 10_000
     pending: int = PENDING
-    resellers: int = 8
-
-    @property
-    def params(self) -> Params:
-        return Params(self.customers, self.users_per, self.moves, self.whale, self.resellers)
 
     @property
     def half(self) -> int:
@@ -457,9 +450,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   "directory, removed afterwards")
     ap.add_argument("--no-fail", action="store_true", help="exit 0 even when a target fails")
     a = ap.parse_args(argv)
-    config = Config(a.customers, a.users_per, a.moves, a.whale, a.applied)
+    config = Config(customers=a.customers, users_per=a.users_per, moves=a.moves, whale=a.whale, applied=a.applied)
     try:
-        config.params.check()
+        config.check()
     except ValueError as e:
         ap.error(str(e))
     if config.moves < 2 or config.applied < 0:

@@ -18,7 +18,7 @@ from reconciler.config import Settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, ReconcilerError, StalePlan
 from reconciler.manifests import Manifest, Move
-from reconciler.model import TERMINAL, sha256_of
+from reconciler.model import TERMINAL, sha256_of, utcnow
 from reconciler.planner import Plan, PlannedMove, Snapshot
 from reconciler.platforms import open_platform
 from reconciler.platforms.base import Platform
@@ -123,17 +123,11 @@ def _record_request(rec: RequestRecord, req: dict[str, Any]) -> None:
 def _record_outcome(st: State, rec: MoveRecord, platform: Platform, ok: bool, who: str | None = None) -> None:
     rec.status = "applied" if ok else "failed"
     last = rec.last_request
-    rec.applied_at = (last.completed_at if last else None) or _now()
+    rec.applied_at = (last.completed_at if last else None) or utcnow()
     rec.applied_by = who or audit.actor()
     rec.applied_serial = st.serial + 1
     cust = platform.customers([rec.customer]).get(rec.customer)
     rec.customer_fingerprint = cust.digest if cust else None
-
-
-def _now() -> str:
-    from reconciler.platforms.sqlite import utcnow
-
-    return utcnow()
 
 
 def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[Diagnostic],
@@ -289,7 +283,7 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
             writer = states.Journal(path, st)
             if refresh(st, platform):
                 writer.commit(*st.moves)
-            result = ApplyResult(build_plan(platform, moves, diags, st if loaded_state or st.moves else None,
+            result = ApplyResult(build_plan(platform, moves, diags, st if loaded_state else None,
                                             settings.platform_url, commit, files))
             if saved is not None and result.plan.fingerprint != saved.get("platform", {}).get("fingerprint"):
                 raise StalePlan(f"{plan_file}: the plan is stale: the platform changed for the customers it moves "
@@ -452,7 +446,7 @@ def _journal(pm: PlannedMove, st: State, platform: Platform, result: ApplyResult
         kept = [r for r in (old.requests if old else []) if r.status in TERMINAL or platform.request(r.id)]
         st.moves[pm.name] = MoveRecord(
             manifest=ref, customer=pm.customer, from_reseller=pm.from_reseller, to_reseller=pm.to_reseller,
-            location=pm.move.location, status="adopted", applied_at=_now(), applied_by=who,
+            location=pm.move.location, status="adopted", applied_at=utcnow(), applied_by=who,
             applied_serial=st.serial + 1, customer_fingerprint=pm.customer_fingerprint, requests=kept)
         result.adopted.append(pm.name)
         return
@@ -485,8 +479,7 @@ def status(settings: Settings, names: Sequence[str] = (), lock_timeout: float = 
         platform = open_platform(settings.platform_url, settings.seed)
         try:
             if refresh(st, platform, names):
-                st.serial += 1
-                states.write(path, st)
+                states.Journal(path, st).commit(*st.moves)
         finally:
             platform.close()
     if names:

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
@@ -151,6 +152,11 @@ def effective(sal_props: Props | None, customer_overrides: Props, user_overrides
     out.update(customer_overrides)
     out.update(user_overrides)
     return out
+
+
+def utcnow() -> str:
+    """The one timestamp format of requests and records: UTC, seconds, `Z`."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def canonical_json(value: Any) -> str:

@@ -53,17 +53,16 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_JSON_TYPE = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-              float: "a number", type(None): "null"}
-
-
 _TYPE_NAME = {"object": "a mapping", "array": "a list", "string": "a string", "boolean": "a boolean",
               "integer": "an integer", "number": "a number", "null": "null"}
+_JSON_TYPE = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+              type(None): "null"}
 
 
 def kind_of(value: Any) -> str:
     """'an integer', 'a string', ...: what a value is, without showing it."""
-    return _JSON_TYPE.get(type(value), type(value).__name__)
+    json_type = _JSON_TYPE.get(type(value))
+    return _TYPE_NAME[json_type] if json_type else type(value).__name__
 
 
 def _message(e: ValidationError) -> str:

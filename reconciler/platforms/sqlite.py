@@ -8,7 +8,6 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from reconciler.model import (
     UserService,
     canonical_json,
     customer_digest,
+    utcnow,
 )
 
 FORMAT = "reconciler-platform/1"
@@ -51,6 +51,10 @@ CREATE TABLE requests (
   submitted_at TEXT, completed_at TEXT, body TEXT);
 """
 
+# In the order of model.Request's fields.
+REQUEST_COLUMNS = ("id, type, customer, status, error, sub_requests, failed_sub_requests, submitted_at, "
+                   "completed_at")
+
 # Built after the bulk load of a seed: inserting into indexed tables is several times slower.
 INDEXES = """
 CREATE INDEX customers_parent ON customers (parent);
@@ -63,10 +67,6 @@ CREATE INDEX requests_customer ON requests (customer, status);
 def damaged(path: Path, e: Exception) -> PlatformError:
     return PlatformError(f"{path} is a damaged platform database ({e})",
                          hint="restore it from a backup, or re-create it with `reconcile platform init --force`")
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _loads(text: str | None) -> Any:
@@ -218,8 +218,7 @@ class SqlitePlatform:
         return out
 
     def request(self, request_id: str) -> Request | None:
-        row = self._one("SELECT id, type, customer, status, error, sub_requests, failed_sub_requests, "
-                        "submitted_at, completed_at FROM requests WHERE id = ?", (request_id,))
+        row = self._one(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))
         return Request(*row) if row else None
 
     # -- the provisioning engine ----------------------------------------------------------
@@ -286,7 +285,8 @@ class SqlitePlatform:
     def _refresh_digest(self, db: sqlite3.Connection, cid: str) -> None:
         row = db.execute("SELECT id, name, location, parent, offerings, subscriptions FROM customers WHERE id = ?",
                          (cid,)).fetchone()
-        users = (_user_doc(u) for u in self.users(cid))
+        users = (_user_doc(u.id, {s: {"sal": x.sal, "overrides": x.overrides} for s, x in u.services.items()},
+                           u.hold) for u in self.users(cid))
         db.execute("UPDATE customers SET digest = ? WHERE id = ?", (customer_digest(_digest_head(row), users), cid))
 
     # -- export ------------------------------------------------------------------------
@@ -302,7 +302,7 @@ class SqlitePlatform:
                 "SELECT u.id, u.customer, u.hold, s.service, s.sal, s.overrides FROM users u "
                 "LEFT JOIN user_services s ON s.user = u.id ORDER BY u.customer, u.ord, s.service"):
             if current is None or current["id"] != uid:
-                current = {"id": uid, "services": {}, "hold": hold}
+                current = _user_doc(uid, {}, hold)
                 users_of.setdefault(cid, []).append(current)
             if svc is not None:
                 current["services"][svc] = {"sal": sal, "overrides": _loads(ov)}
@@ -315,11 +315,8 @@ class SqlitePlatform:
             customers.append(c)
         doc["customers"] = customers
         doc["requests"] = [
-            {"id": r[0], "type": r[1], "customer": r[2], "status": r[3], "error": r[4], "sub_requests": r[5],
-             "failed_sub_requests": r[6], "submitted_at": r[7], "completed_at": r[8],
-             **({"order": json.loads(r[9])} if r[9] else {})}
-            for r in self._q("SELECT id, type, customer, status, error, sub_requests, failed_sub_requests, "
-                             "submitted_at, completed_at, body FROM requests ORDER BY seq")]
+            {**Request(*r[:-1]).to_json(), **({"order": json.loads(r[-1])} if r[-1] else {})}
+            for r in self._q(f"SELECT {REQUEST_COLUMNS}, body FROM requests ORDER BY seq")]
         return doc
 
 
@@ -327,16 +324,20 @@ def _overrides_json(overrides: dict[str, Any]) -> str:
     return canonical_json(overrides) if overrides else "{}"
 
 
+# One shape for a customer and a user, whether read from a seed or from the database: the customer
+# digest is computed over it at init and after every move, and export writes it.
+def _customer_doc(cid: str, name: str | None, location: str, parent: str | None,
+                  offerings: dict[str, Any] | None, subscriptions: dict[str, Any]) -> dict[str, Any]:
+    return {"id": cid, "name": name, "location": location, "parent": parent,
+            "reseller": None if offerings is None else {"services": offerings}, "services": subscriptions}
+
+
+def _user_doc(uid: str, services: dict[str, dict[str, Any]], hold: str | None) -> dict[str, Any]:
+    return {"id": uid, "services": services, "hold": hold}
+
+
 def _digest_head(row: tuple[Any, ...]) -> dict[str, Any]:
-    offerings = _loads(row[4])
-    return {"id": row[0], "name": row[1], "location": row[2], "parent": row[3],
-            "reseller": None if offerings is None else {"services": offerings},
-            "services": _loads(row[5])}
-
-
-def _user_doc(u: User) -> dict[str, Any]:
-    return {"id": u.id, "services": {s: {"sal": x.sal, "overrides": x.overrides} for s, x in u.services.items()},
-            "hold": u.hold}
+    return _customer_doc(row[0], row[1], row[2], row[3], _loads(row[4]), _loads(row[5]))
 
 
 def _customer(row: tuple[Any, ...]) -> Customer:
@@ -414,13 +415,12 @@ def _write(conn: sqlite3.Connection, doc: dict[str, Any]) -> dict[str, int]:
                          for s, o in (reseller.get("services") or {}).items()}
         subs = {s: {"plan": x["plan"], "sal": x["sal"], "overrides": dict(x.get("overrides") or {})}
                 for s, x in (c.get("services") or {}).items()}
-        head = {"id": c["id"], "name": c.get("name"), "location": c["location"], "parent": c.get("parent"),
-                "reseller": None if offerings is None else {"services": offerings}, "services": subs}
+        head = _customer_doc(c["id"], c.get("name"), c["location"], c.get("parent"), offerings, subs)
         udocs = []
         for j, u in enumerate(c.get("users") or []):
             usvc = {s: {"sal": x["sal"], "overrides": dict(x.get("overrides") or {})}
                     for s, x in sorted((u.get("services") or {}).items())}
-            udocs.append({"id": u["id"], "services": usvc, "hold": u.get("hold")})
+            udocs.append(_user_doc(u["id"], usvc, u.get("hold")))
             user_rows.append((u["id"], c["id"], u.get("hold"), j))
             service_rows.extend((u["id"], c["id"], s, x["sal"], _overrides_json(x["overrides"]))
                                 for s, x in usvc.items())
