@@ -6,7 +6,6 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from reconciler.render import clean, clean_lines
 from reconciler.render import json as json_out
 from reconciler.render import markdown as md_out
 from reconciler.render import text as text_out
+from reconciler.results import PlanResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,14 +59,14 @@ def _emit_diagnostics(diags: Sequence[Diagnostic], github: bool = False) -> None
 
 def platform_option(f: F) -> F:
     return click.option("--platform", "platform_url", metavar="URL", envvar=None,
-                        help="Platform URL, e.g. sqlite:///PATH (default: $RECONCILE_PLATFORM, reconcile.toml, "
-                             "then sqlite:///.reconcile/platform.db).")(f)
+                        help="Platform URL: sqlite:///PATH, https://HOST, or a plug-in's scheme (default: "
+                             "$RECONCILE_PLATFORM, reconcile.toml, then sqlite:///.reconcile/platform.db).")(f)
 
 
 def state_option(f: F) -> F:
-    return click.option("--state", "state_path", metavar="PATH",
-                        help="State file (default: $RECONCILE_STATE, reconcile.toml, then "
-                             ".reconcile/state.json).")(f)
+    return click.option("--state", "state_path", metavar="PATH|URL",
+                        help="State file, or postgresql://... for a shared state (default: $RECONCILE_STATE, "
+                             "reconcile.toml, then .reconcile/state.json).")(f)
 
 
 COMPACT_ABOVE = 20  # moves: apply lists a larger batch one line per move
@@ -200,12 +200,12 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     settings = config.resolve(platform_url, state_path)
     out = _console()
 
-    def show(result: app.PlanResult) -> None:
+    def show(result: PlanResult) -> None:
         _emit_diagnostics(list(result.plan.all_diagnostics()))
         # A large batch was reviewed as a plan already: list it, one line per move.
         text_out.plan(out, result, 20, compact=len(result.plan.moves) > COMPACT_ABOVE, applying=True)
 
-    def approve(result: app.PlanResult) -> bool:
+    def approve(result: PlanResult) -> bool:
         if auto_approve:
             return True
         answer = click.prompt("\nApply these changes? Only 'yes' is accepted", default="", show_default=False)
@@ -267,7 +267,7 @@ def status(names: tuple[str, ...], fmt: str, lock_timeout: float, platform_url: 
         click.echo(json_out.dumps({"moves": moves}))
         return
     if not moves:
-        click.echo(f"No recorded moves in {settings.state_path}.")
+        click.echo(f"No recorded moves in {clean(settings.state)}.")
         return
     for name, rec in moves.items():
         last = (rec["requests"] or [{}])[-1]
@@ -338,8 +338,8 @@ def platform() -> None:
 def platform_init(seed: str, force: bool, platform_url: str | None) -> None:
     """Create the embedded platform from a seed; nothing is created if the seed has any problem."""
     settings = config.resolve(platform_url, None)
-    counts = app.platform_init(settings.platform_url, seed, force)
-    click.echo(f"Created {settings.platform_url}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    url, counts = app.platform_init(settings, seed, force)
+    click.echo(f"Created {url}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
 @platform.command("export")
@@ -386,11 +386,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
-        sys.exit(EXIT_ERROR)
-    except sqlite3.Error as e:  # raised while iterating a query: the platform module could not wrap it
-        click.echo(f"error: the platform database failed: {clean(e)}", err=True)
-        click.echo("  hint: restore it from a backup, or re-create it with `reconcile platform init --force`",
-                   err=True)
         sys.exit(EXIT_ERROR)
     except BrokenPipeError:
         sys.stderr.close()

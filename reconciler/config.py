@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.errors import ConfigError
 
@@ -18,14 +19,16 @@ else:  # pragma: no cover
 CONFIG_NAME = "reconcile.toml"
 DEFAULT_PLATFORM = "sqlite:///.reconcile/platform.db"
 DEFAULT_STATE = ".reconcile/state.json"
+Source = Literal["option", "environment", "config", "default"]
 
 
 @dataclass(frozen=True)
 class Settings:
-    platform_url: str
-    seed: str | None  # create the embedded platform from this seed when it is missing
-    state_path: Path
-    config_file: Path | None
+    platform_url: str  # as given; a provider anchors what it needs to (sqlite: a relative path)
+    state: str  # a file path or a postgresql:// URL
+    platform_options: Mapping[str, Any] = field(default_factory=dict)  # for the provider: [platform] + config_dir
+    config_file: Path | None = None
+    state_source: Source = "option"
 
 
 def find_config(start: Path) -> Path | None:
@@ -36,7 +39,7 @@ def find_config(start: Path) -> Path | None:
     return None
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
             data: dict[str, Any] = tomllib.load(fh)
@@ -47,38 +50,44 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def _anchor_url(url: str, base: Path) -> str:
-    """A relative sqlite path in reconcile.toml is relative to that file."""
-    if url.startswith("sqlite:///"):
-        p = Path(url[len("sqlite:///"):])
-        if not p.is_absolute():
-            return "sqlite:///" + str(base / p)
-    return url
+def _table(cfg: Mapping[str, Any], name: str, cfg_file: Path | None) -> dict[str, Any]:
+    t = cfg.get(name) or {}
+    if not isinstance(t, dict):
+        raise ConfigError(f"{cfg_file}: [{name}] must be a table")
+    return t
 
 
 def resolve(platform: str | None = None, state: str | None = None, cwd: Path | None = None) -> Settings:
     cwd = cwd or Path.cwd()
     cfg_file = find_config(cwd)
-    cfg = _read(cfg_file) if cfg_file else {}
+    cfg = read_toml(cfg_file) if cfg_file else {}
     base = cfg_file.parent if cfg_file else cwd
-    pcfg = cfg.get("platform") or {}
-    scfg = cfg.get("state") or {}
-    if not isinstance(pcfg, dict) or not isinstance(scfg, dict):
-        raise ConfigError(f"{cfg_file}: [platform] and [state] must be tables")
-    seed: str | None = None
+    pcfg = _table(cfg, "platform", cfg_file)
+    scfg = _table(cfg, "state", cfg_file)
+    options: dict[str, Any] = {}
     url = platform or os.environ.get("RECONCILE_PLATFORM")
     if not url:
         if "url" in pcfg:
-            url = _anchor_url(str(pcfg["url"]), base)
-            if pcfg.get("seed"):
-                seed = str(base / str(pcfg["seed"]))
+            # The [platform] table belongs to its URL (a seed for it, say): a URL given otherwise drops it.
+            url = str(pcfg["url"])
+            options = {k: v for k, v in pcfg.items() if k != "url"}
+            options["config_dir"] = str(base)
         else:
-            url = _anchor_url(DEFAULT_PLATFORM, cwd)
-    state_path = state or os.environ.get("RECONCILE_STATE")
-    if state_path:
-        sp = Path(state_path)
+            url, options = DEFAULT_PLATFORM, {"config_dir": str(cwd)}
+    if "url" in scfg and "path" in scfg:
+        raise ConfigError(f"{cfg_file}: [state] takes `url` or `path`, not both")
+    source: Source
+    where = state or os.environ.get("RECONCILE_STATE")
+    if state:
+        source = "option"
+    elif where:
+        source = "environment"
+    elif "url" in scfg:
+        where, source = str(scfg["url"]), "config"
     elif "path" in scfg:
-        sp = base / str(scfg["path"])
+        where, source = str(base / str(scfg["path"])), "config"
     else:
-        sp = cwd / DEFAULT_STATE
-    return Settings(platform_url=url, seed=seed, state_path=sp, config_file=cfg_file)
+        where, source = str(cwd / DEFAULT_STATE), "default"
+    assert where is not None
+    return Settings(platform_url=url, state=where, platform_options=options, config_file=cfg_file,
+                    state_source=source)

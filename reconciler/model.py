@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -59,6 +59,17 @@ class Offering:
     sals: dict[str, Props]
     max_users: int | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"plans": list(self.plans), "sals": {k: dict(v) for k, v in self.sals.items()}}
+        if self.max_users is not None:
+            doc["maxUsers"] = self.max_users
+        return doc
+
+    @staticmethod
+    def from_json(service: str, d: Mapping[str, Any]) -> Offering:
+        sals = {k: dict(v or {}) for k, v in (d.get("sals") or {}).items()}
+        return Offering(service, tuple(d.get("plans") or ()), sals, d.get("maxUsers"))
+
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
@@ -67,6 +78,13 @@ class Subscription:
     plan: str
     sal: str
     overrides: Props = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan": self.plan, "sal": self.sal, "overrides": dict(self.overrides)}
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> Subscription:
+        return Subscription(d["plan"], d["sal"], dict(d.get("overrides") or {}))
 
 
 # Users are made by the hundred thousand: plain slotted classes (frozen ones construct twice as slowly).
@@ -82,6 +100,16 @@ class User:
     services: dict[str, UserService]
     hold: str | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The seed's (and the Platform API's) shape of a user."""
+        return {"id": self.id, "services": {s: {"sal": x.sal, "overrides": dict(x.overrides)}
+                                            for s, x in sorted(self.services.items())}, "hold": self.hold}
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> User:
+        return User(d["id"], {s: UserService(x["sal"], dict(x.get("overrides") or {}))
+                              for s, x in (d.get("services") or {}).items()}, d.get("hold"))
+
 
 @dataclass(frozen=True, slots=True)
 class Customer:
@@ -91,11 +119,27 @@ class Customer:
     parent: str | None
     offerings: dict[str, Offering] | None  # None: not a reseller
     subscriptions: dict[str, Subscription]
-    digest: str = ""  # content fingerprint kept by the platform
 
     @property
     def is_reseller(self) -> bool:
         return self.offerings is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The seed's (and the Platform API's) shape of a customer, without its users."""
+        doc: dict[str, Any] = {"id": self.id, "name": self.name, "location": self.location, "parent": self.parent}
+        if self.offerings is not None:
+            doc["reseller"] = {"services": {s: o.to_json() for s, o in self.offerings.items()}}
+        doc["services"] = {s: x.to_json() for s, x in self.subscriptions.items()}
+        return doc
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> Customer:
+        reseller = d.get("reseller")
+        return Customer(
+            id=d["id"], name=d.get("name") or d["id"], location=d["location"], parent=d.get("parent"),
+            offerings=None if reseller is None else {
+                s: Offering.from_json(s, o or {}) for s, o in (reseller.get("services") or {}).items()},
+            subscriptions={s: Subscription.from_json(x) for s, x in (d.get("services") or {}).items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +153,28 @@ class Request:
     failed_sub_requests: int = 0
     submitted_at: str | None = None
     completed_at: str | None = None
+    # What the request replaced (previous parent, subscriptions, users' SALs): property values inside,
+    # so never copied into the state; a revert reads it from the platform.
+    replaced: dict[str, Any] | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in TERMINAL
 
     def to_json(self) -> dict[str, Any]:
+        """The fields a state record keeps (no `replaced`: it holds values)."""
         return {
             "id": self.id, "type": self.type, "customer": self.customer, "status": self.status,
             "error": self.error, "sub_requests": self.sub_requests,
             "failed_sub_requests": self.failed_sub_requests,
             "submitted_at": self.submitted_at, "completed_at": self.completed_at,
         }
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> Request:
+        return Request(d["id"], d.get("type", "CustomerMove"), d["customer"], d["status"], d.get("error"),
+                       d.get("sub_requests", 0), d.get("failed_sub_requests", 0), d.get("submitted_at"),
+                       d.get("completed_at"), d.get("replaced"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +225,9 @@ def sha256_of(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
-def customer_digest(customer: Mapping[str, Any], users: Iterable[Mapping[str, Any]]) -> str:
-    """Fingerprint of a customer's whole provisioned state (itself, its subscriptions, its users)."""
-    h = hashlib.sha256(canonical_json(customer).encode("utf-8"))
-    h.update(b"\n")
-    h.update(canonical_json(list(users)).encode("utf-8"))
-    return h.hexdigest()
+def customer_fingerprint(customer: Customer, parent: Customer | None) -> str:
+    """What a recorded move is compared with to tell drift: the customer (parent, location, plans, SALs,
+    overrides) and what its parent offers it, as read from the platform (never a digest the platform keeps)."""
+    offers = (parent.offerings or {}) if parent is not None else {}
+    return sha256_of({"customer": customer.to_json(),
+                      "offered": {s: offers[s].to_json() for s in sorted(customer.subscriptions) if s in offers}})

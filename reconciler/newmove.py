@@ -33,7 +33,7 @@ def move_name(customer: str, reseller: str) -> str:
 
 
 def render(settings: Settings, customer: str, reseller: str) -> str:
-    platform = open_platform(settings.platform_url, settings.seed)
+    platform = open_platform(settings.platform_url, settings.platform_options)
     try:
         found = platform.customers([customer, reseller])
         cust, dest = found.get(customer), found.get(reseller)
@@ -45,7 +45,7 @@ def render(settings: Settings, customer: str, reseller: str) -> str:
             raise ReconcilerError(f"{reseller!r} is not a reseller; a customer can only move to a reseller")
         if cust.is_reseller:
             raise ReconcilerError(f"{customer!r} is a reseller; a reseller customer cannot be moved")
-        res = resolve(cust, dest, {}, sals_in_use(cust, platform.users(cust.id)))
+        res = resolve(cust, dest, {}, sals_in_use(cust, platform.users([cust.id]).get(cust.id, [])))
     finally:
         platform.close()
     s = _scalar

@@ -12,7 +12,19 @@ from reconciler import rules
 from reconciler.diagnostics import Diagnostic
 from reconciler.manifests import Move
 from reconciler.mapping import ServiceResolution, resolve, sals_in_use
-from reconciler.model import PENDING, SENSITIVE, Customer, MoveOrder, Props, Service, User, effective
+from reconciler.model import (
+    PENDING,
+    SENSITIVE,
+    Customer,
+    MoveOrder,
+    Props,
+    Request,
+    Service,
+    User,
+    customer_fingerprint,
+    effective,
+    sha256_of,
+)
 from reconciler.state import MoveRecord
 
 Action = Literal["move", "noop", "invalid"]
@@ -26,7 +38,14 @@ class Snapshot:
     customers: Mapping[str, Customer]  # moved customers, their parents, the destinations
     users: Callable[[str], Iterable[User]]  # streamed per customer
     usage: Callable[[str], dict[str, int]]  # reseller -> service -> users of its direct customers
-    pending: Mapping[str, list[str]]  # customer -> unfinished request ids
+    requests: Mapping[str, list[Request]]  # customer -> its requests on the platform, in submission order
+
+    def pending(self, customer: str) -> list[str]:
+        return [r.id for r in self.requests.get(customer, ()) if r.status in PENDING]
+
+    def fingerprint(self, customer: Customer) -> str:
+        """The drift fingerprint of a customer as this snapshot shows it (its parent is in the snapshot)."""
+        return customer_fingerprint(customer, self.customers.get(customer.parent) if customer.parent else None)
 
 
 @dataclass
@@ -51,6 +70,7 @@ class PlannedMove:
     users: list[dict[str, Any]] = field(default_factory=list)
     order: MoveOrder | None = None
     request_id: str | None = None
+    start: str | None = None  # the starting point its request id was derived from (`starting_point`)
     user_count: int = 0
     customer_fingerprint: str | None = None
 
@@ -108,9 +128,20 @@ class Plan:
         }
 
 
-def request_id(name: str, digest: str, attempt: int) -> str:
-    """Deterministic: the same move, manifest and attempt always get the same request id."""
-    return "rq-" + hashlib.sha256(f"{name}\n{digest}\n{attempt}".encode()).hexdigest()[:24]
+def request_id(name: str, digest: str, attempt: int, start: str) -> str:
+    """Deterministic: the same move, manifest, attempt and starting point always get the same request id.
+
+    The starting point (`starting_point`) makes an id never match a request made for another starting
+    point of the customer: a move applied, moved back and applied again gets a new request."""
+    return "rq-" + hashlib.sha256(f"{name}\n{digest}\n{attempt}\n{start}".encode()).hexdigest()[:24]
+
+
+def starting_point(cust: Customer, change: Change, history: Sequence[Request]) -> str:
+    """Where the customer starts, as read from the platform: its reseller, what the move changes for it, and
+    the last request the platform ran for it (so a customer moved away and back starts somewhere new)."""
+    return sha256_of({"from": cust.parent, "last_request": history[-1].id if history else None,
+                      "order": change.order.to_json(), "services": change.services,
+                      "users": [len(change.users), sum(len(u["services"]) for u in change.users)]})
 
 
 class View:
@@ -172,7 +203,7 @@ def evaluate(move: Move, view: View, own_request: str | None = None) -> Evaluati
     ctx.resolutions = resolve(cust, dest, dict(spec.services), sals_in_use(cust, users))
     ctx.holders = dict(Counter(s for u in users for s in u.services))
     ctx.dest_usage = view.usage(dest.id)
-    ctx.pending = [r for r in view.snap.pending.get(cust.id, []) if r != own_request]
+    ctx.pending = [r for r in view.snap.pending(cust.id) if r != own_request]
     diags = rules.check(ctx)
     if any(d.is_error for d in diags):
         return Evaluation(diags, None, len(users))
@@ -267,7 +298,7 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
         cust = view.customer(m.customer)
         pm = PlannedMove(move=m, customer=m.customer, from_reseller=cust.parent if cust else None,
                          to_reseller=m.to_reseller, action="noop",
-                         customer_fingerprint=cust.digest if cust else None)
+                         customer_fingerprint=snap.fingerprint(cust) if cust else None)
         out.append(pm)
         said = state_says.get(m.name)
         rec = records.get(m.name)
@@ -288,7 +319,7 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
             # Judged against the platform before the run: a new move of the customer earlier in the
             # batch is exactly what the drift warning would ask for, not drift.
             before = snap.customers.get(m.customer)
-            if not (before is not None and rec.customer_fingerprint == before.digest):
+            if not (before is not None and rec.customer_fingerprint == snap.fingerprint(before)):
                 ev = evaluate(m, View(snap))
                 if any(d.is_error for d in ev.diagnostics) or (ev.change is not None and ev.change.needed):
                     pm.reason = "drifted"
@@ -320,7 +351,8 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
                 pm.action = "move"
                 pm.services, pm.users, pm.order = ev.change.services, ev.change.users, ev.change.order
                 attempt = len(rec.requests) + 1 if rec is not None else 1
-                pm.request_id = own or request_id(m.name, m.digest, attempt)
+                pm.start = starting_point(cust, ev.change, snap.requests.get(cust.id, ()))
+                pm.request_id = own or request_id(m.name, m.digest, attempt, pm.start)
                 view.apply(cust, ev.change)
     return Plan(out, list(diagnostics))
 

@@ -265,7 +265,7 @@ class Recon:
     def settings(self) -> Any:
         from reconciler.config import Settings
 
-        return Settings(platform_url=self.url, seed=None, state_path=self.state, config_file=None)
+        return Settings(platform_url=self.url, state=str(self.state))
 
     # -- running ----------------------------------------------------------------------------
     def where(self) -> list[str]:
@@ -326,7 +326,7 @@ class Recon:
         from jsonschema import Draft202012Validator
 
         from reconciler import schema
-        from reconciler import state as states
+        from reconciler.state import file as states
 
         doc: dict[str, Any] = _json.loads(self.state.read_text("utf-8"))
         errors = [f"{list(e.absolute_path)}: {e.message}"

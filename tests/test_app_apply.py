@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from reconciler import app, planner
+from reconciler import app
 from reconciler.errors import ReconcilerError, StalePlan
 from reconciler.model import Request
 from reconciler.platforms.sqlite import SqlitePlatform
@@ -32,8 +32,14 @@ def digest_of(manifest: Path) -> str:
                           .encode()).hexdigest()
 
 
-def rid(recon: Recon, name: str, attempt: int) -> str:
-    return planner.request_id(name, digest_of(next(recon.moves.glob(f"*{name}.yaml"))), attempt)
+def next_ids(recon: Recon) -> dict[str, str]:
+    """The request id each move would be submitted under now (contract section 7: from its name, its
+    manifest digest, the attempt and the customer's starting point), as `reconcile plan` shows it."""
+    return {m["name"]: m["requests"][0]["id"] for m in plan_json(recon)["moves"] if m["requests"]}
+
+
+def rid(recon: Recon, name: str) -> str:
+    return next_ids(recon)[name]
 
 
 def clear_hold(recon: Recon) -> None:
@@ -55,6 +61,7 @@ def plan_json(recon: Recon, *paths: str) -> dict[str, Any]:
 def test_a_failed_request_records_failed_exits_1_and_stops(recon: Recon) -> None:
     recon.copy_moves()
     acme_before = recon.customer("acme")
+    first = rid(recon, ACME)
     ran = recon.cli("apply", "--auto-approve", "moves")
     assert ran.code == 1, ran
     assert "Apply complete: 1 applied, 0 adopted, 1 failed, 2 requests submitted." in ran.out
@@ -69,7 +76,7 @@ def test_a_failed_request_records_failed_exits_1_and_stops(recon: Recon) -> None
     assert len(rec["requests"]) == 1
     req = rec["requests"][0]
     assert (req["id"], req["status"], req["error"], req["sub_requests"], req["failed_sub_requests"]) == (
-        rid(recon, ACME, 1), "Failed", HOLD, 7, 1)
+        first, "Failed", HOLD, 7, 1)
     assert req["completed_at"] is not None
 
     assert [(r["customer"], r["status"]) for r in recon.requests()] == [("globex", "Provisioned"), ("acme", "Failed")]
@@ -80,35 +87,39 @@ def test_a_failed_request_records_failed_exits_1_and_stops(recon: Recon) -> None
 
 def test_the_apply_result_names_failed_and_pending_moves(recon: Recon) -> None:
     recon.copy_moves()
+    planned = next_ids(recon)
     result = app.apply(recon.settings(), [str(recon.moves)])
     assert not result.ok
     assert (result.applied, result.adopted, result.failed, result.pending) == (
         [GLOBEX], [], [(ACME, HOLD)], [HOOLI])
-    assert [r.id for r in result.requests] == [rid(recon, GLOBEX, 1), rid(recon, ACME, 1)]
+    assert [r.id for r in result.requests] == [planned[GLOBEX], planned[ACME]]
     assert result.state_written
 
 
 def test_a_rerun_after_a_failure_submits_a_new_attempt_then_applies_once_the_hold_is_cleared(recon: Recon) -> None:
     recon.copy_moves()
+    first = rid(recon, ACME)
     assert recon.cli("apply", "--auto-approve", "moves").code == 1
 
     # Still on hold: attempt 2, under a new id, fails again; hooli still waits.
+    second = rid(recon, ACME)
     ran = recon.cli("apply", "--auto-approve", "moves")
     assert ran.code == 1, ran
     assert "Apply complete: 0 applied, 0 adopted, 1 failed, 1 requests submitted." in ran.out
     st = recon.state_json()
     assert statuses(st) == {GLOBEX: "applied", ACME: "failed"}
     assert [(r["id"], r["status"]) for r in st["moves"][ACME]["requests"]] == [
-        (rid(recon, ACME, 1), "Failed"), (rid(recon, ACME, 2), "Failed")]
+        (first, "Failed"), (second, "Failed")]
 
     clear_hold(recon)
+    third = rid(recon, ACME)
     ran = recon.cli("apply", "--auto-approve", "moves")
     assert ran.code == 0, ran
     assert "Apply complete: 2 applied, 0 adopted, 0 failed, 2 requests submitted." in ran.out
     st = recon.state_json()
     assert statuses(st) == {GLOBEX: "applied", ACME: "applied", HOOLI: "applied"}
     ids = [r["id"] for r in st["moves"][ACME]["requests"]]
-    assert ids == [rid(recon, ACME, 1), rid(recon, ACME, 2), rid(recon, ACME, 3)]
+    assert ids == [first, second, third]
     assert len(set(ids)) == 3
     assert st["moves"][ACME]["requests"][-1]["status"] == "Provisioned"
     assert [(r["id"], r["status"]) for r in recon.requests("acme")] == [
@@ -346,7 +357,7 @@ def crashed_state(recon: Recon, name: str, request_id: str) -> bytes:
 
 def test_resume_after_a_crash_before_the_request_was_submitted(recon: Recon) -> None:
     recon.manifest(GLOBEX, "globex", "northwind", services=EXCHANGE)
-    journaled = rid(recon, GLOBEX, 1)
+    journaled = rid(recon, GLOBEX)
     crashed_state(recon, GLOBEX, journaled)
     assert recon.requests() == []
     doc = plan_json(recon)
@@ -366,7 +377,7 @@ def test_resume_after_a_crash_before_the_request_was_submitted(recon: Recon) -> 
 
 def submitted_behind_apply(recon: Recon, name: str) -> tuple[str, Request]:
     """The platform executes attempt 1 of `name` as if apply had submitted it, then crashed."""
-    journaled = rid(recon, name, 1)
+    journaled = rid(recon, name)
     order = app.plan([str(recon.moves)], recon.settings()).plan.moves[0].order
     assert order is not None
     p = SqlitePlatform.open(recon.url)
@@ -410,12 +421,13 @@ def test_resume_after_a_crash_once_the_platform_had_failed_it(recon: Recon) -> N
     recon.state.write_text(json.dumps(raw))
 
     # The refresh records the failure; the still-held user makes the next attempt fail too.
+    second = rid(recon, ACME)
     ran = recon.cli("apply", "--auto-approve", "moves")
     assert ran.code == 1, ran
     st = recon.state_json()
     assert [(r["id"], r["status"]) for r in st["moves"][ACME]["requests"]] == [
-        (journaled, "Failed"), (rid(recon, ACME, 2), "Failed")]
-    assert [r["id"] for r in recon.requests()] == [journaled, rid(recon, ACME, 2)]
+        (journaled, "Failed"), (second, "Failed")]
+    assert [r["id"] for r in recon.requests()] == [journaled, second]
 
 
 # -- status -----------------------------------------------------------------------------------------------
@@ -470,7 +482,7 @@ def test_status_without_a_state(recon: Recon) -> None:
 
 def test_status_leaves_a_request_still_in_flight_as_it_is(recon: Recon) -> None:
     recon.manifest(GLOBEX, "globex", "northwind", services=EXCHANGE)
-    journaled = rid(recon, GLOBEX, 1)
+    journaled = rid(recon, GLOBEX)
     recon.edit_platform(lambda doc: doc.update(requests=[
         {"id": journaled, "type": "CustomerMove", "customer": "globex", "status": "InProgress"}]))
     raw = crashed_state(recon, GLOBEX, journaled)
@@ -502,7 +514,7 @@ def test_an_in_progress_move_found_already_at_destination_is_resolved(recon: Rec
     recon.manifest(GLOBEX, "globex", "northwind", services=EXCHANGE)
     order = app.plan([str(recon.moves)], recon.settings()).plan.moves[0].order
     assert order is not None
-    crashed_state(recon, GLOBEX, rid(recon, GLOBEX, 1))  # killed before its request was submitted
+    crashed_state(recon, GLOBEX, rid(recon, GLOBEX))  # killed before its request was submitted
     p = SqlitePlatform.open(recon.url)
     try:
         assert p.submit("rq-" + "1" * 24, order).status == "Provisioned"  # and then moved by other means

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from reconciler import state as states
+from reconciler.state import file as states
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

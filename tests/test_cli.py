@@ -251,10 +251,12 @@ def test_plan_without_a_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                      "  hint: create it with `reconcile platform init --seed FILE`\n")
 
 
-def test_plan_unsupported_platform_url(workspace: Workspace) -> None:
-    r = run_main("plan", "--platform", "https://sm.example/api", "moves")
-    assert r.code == 1
-    assert r.err.startswith("error: unsupported platform URL 'https://sm.example/api'\n  hint: ")
+def test_plan_unsupported_platform_url_lists_providers_and_hides_the_password(workspace: Workspace) -> None:
+    r = run_main("plan", "--platform", "postgres://u:pw-Secret-1@db/x", "moves")
+    assert (r.code, r.out) == (1, "")
+    assert r.err.startswith("error: unsupported platform URL 'postgres://u@db/x' (scheme postgres://); installed "
+                            "providers: sqlite://, http://, https://"), r.err
+    assert "pw-Secret-1" not in r.err
 
 
 def test_plan_never_writes_the_state(workspace: Workspace) -> None:

@@ -13,6 +13,12 @@ from reconciler import config
 from reconciler.cli import cli
 from reconciler.config import Settings, find_config, resolve
 from reconciler.errors import ConfigError
+from reconciler.platforms import sqlite
+
+
+def url_of(s: Settings) -> str:
+    """The embedded platform's URL as the provider anchors it."""
+    return sqlite.anchor(s.platform_url, s.platform_options)
 
 TOML = """\
 [platform]
@@ -42,15 +48,17 @@ def no_config_above(p: Path) -> None:
 def test_defaults_without_anything(tmp_path: Path) -> None:
     no_config_above(tmp_path)
     s = resolve(cwd=tmp_path)
-    assert s == Settings(platform_url=f"sqlite:///{tmp_path}/.reconcile/platform.db", seed=None,
-                         state_path=tmp_path / ".reconcile" / "state.json", config_file=None)
+    assert s == Settings(platform_url="sqlite:///.reconcile/platform.db", state=str(tmp_path / ".reconcile/state.json"),
+                         platform_options={"config_dir": str(tmp_path)}, config_file=None, state_source="default")
+    assert url_of(s) == f"sqlite:///{tmp_path}/.reconcile/platform.db"
 
 
 def test_toml_is_found_upward_and_its_paths_are_relative_to_it(tree: Path) -> None:
     s = resolve(cwd=tree / "moves" / "team")
-    assert s == Settings(platform_url=f"sqlite:///{tree}/.reconcile/platform.db",
-                         seed=str(tree / "examples" / "platform.yaml"),
-                         state_path=tree / ".reconcile" / "state.json", config_file=tree / "reconcile.toml")
+    assert s == Settings(platform_url="sqlite:///.reconcile/platform.db", state=str(tree / ".reconcile/state.json"),
+                         platform_options={"seed": "examples/platform.yaml", "config_dir": str(tree)},
+                         config_file=tree / "reconcile.toml", state_source="config")
+    assert url_of(s) == f"sqlite:///{tree}/.reconcile/platform.db"
 
 
 def test_the_nearest_toml_wins(tree: Path) -> None:
@@ -58,17 +66,17 @@ def test_the_nearest_toml_wins(tree: Path) -> None:
     (inner / "reconcile.toml").write_text('[platform]\nurl = "sqlite:///inner.db"\n')
     s = resolve(cwd=inner / "team")
     assert s.config_file == inner / "reconcile.toml"
-    assert s.platform_url == f"sqlite:///{inner}/inner.db"
-    assert s.seed is None
-    assert s.state_path == inner / "team" / ".reconcile" / "state.json"  # not set there: the default
+    assert url_of(s) == f"sqlite:///{inner}/inner.db"
+    assert "seed" not in s.platform_options
+    assert s.state == str(inner / "team" / ".reconcile" / "state.json")  # not set there: the default
 
 
 def test_absolute_paths_in_toml_stay(tree: Path, tmp_path: Path) -> None:
     (tree / "reconcile.toml").write_text(f'[platform]\nurl = "sqlite:///{tmp_path}/abs.db"\n'
                                          f'[state]\npath = "{tmp_path}/abs.json"\n')
     s = resolve(cwd=tree)
-    assert s.platform_url == f"sqlite:///{tmp_path}/abs.db"
-    assert s.state_path == tmp_path / "abs.json"
+    assert url_of(s) == f"sqlite:///{tmp_path}/abs.db"
+    assert s.state == str(tmp_path / "abs.json")
 
 
 def test_environment_beats_toml_and_drops_its_seed(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,38 +84,38 @@ def test_environment_beats_toml_and_drops_its_seed(tree: Path, monkeypatch: pyte
     monkeypatch.setenv("RECONCILE_STATE", "env/state.json")
     s = resolve(cwd=tree)
     assert s.platform_url == "sqlite:///env/platform.db"
-    assert s.seed is None  # the seed belongs to the toml's URL only
-    assert s.state_path == Path("env/state.json")
+    assert s.platform_options == {}  # the seed belongs to the toml's URL only
+    assert (s.state, s.state_source) == ("env/state.json", "environment")
     assert s.config_file == tree / "reconcile.toml"
 
 
 def test_environment_for_one_setting_leaves_the_other_to_toml(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILE_STATE", "/elsewhere/state.json")
     s = resolve(cwd=tree)
-    assert s.platform_url == f"sqlite:///{tree}/.reconcile/platform.db"
-    assert s.seed == str(tree / "examples" / "platform.yaml")
-    assert s.state_path == Path("/elsewhere/state.json")
+    assert url_of(s) == f"sqlite:///{tree}/.reconcile/platform.db"
+    assert s.platform_options["seed"] == "examples/platform.yaml"
+    assert s.state == "/elsewhere/state.json"
 
 
 def test_options_beat_environment(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILE_PLATFORM", "sqlite:///env.db")
     monkeypatch.setenv("RECONCILE_STATE", "env.json")
     s = resolve("sqlite:///opt.db", "opt.json", cwd=tree)
-    assert (s.platform_url, s.seed, s.state_path) == ("sqlite:///opt.db", None, Path("opt.json"))
+    assert (s.platform_url, s.platform_options, s.state) == ("sqlite:///opt.db", {}, "opt.json")
 
 
 def test_an_option_url_drops_the_toml_seed(tree: Path) -> None:
     s = resolve("sqlite:///opt.db", None, cwd=tree)
-    assert s.seed is None
-    assert s.state_path == tree / ".reconcile" / "state.json"
+    assert "seed" not in s.platform_options
+    assert s.state == str(tree / ".reconcile" / "state.json")
 
 
 def test_empty_environment_values_are_ignored(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILE_PLATFORM", "")
     monkeypatch.setenv("RECONCILE_STATE", "")
     s = resolve(cwd=tree)
-    assert s.platform_url == f"sqlite:///{tree}/.reconcile/platform.db"
-    assert s.state_path == tree / ".reconcile" / "state.json"
+    assert url_of(s) == f"sqlite:///{tree}/.reconcile/platform.db"
+    assert s.state == str(tree / ".reconcile" / "state.json")
 
 
 def test_a_toml_without_tables_uses_the_defaults_beside_the_cwd(tmp_path: Path) -> None:
@@ -116,8 +124,8 @@ def test_a_toml_without_tables_uses_the_defaults_beside_the_cwd(tmp_path: Path) 
     sub.mkdir()
     s = resolve(cwd=sub)
     assert s.config_file == tmp_path / "reconcile.toml"
-    assert s.platform_url == f"sqlite:///{sub}/.reconcile/platform.db"
-    assert s.seed is None
+    assert url_of(s) == f"sqlite:///{sub}/.reconcile/platform.db"
+    assert "seed" not in s.platform_options
 
 
 def test_a_directory_named_reconcile_toml_is_not_a_config(tmp_path: Path) -> None:
@@ -140,7 +148,8 @@ def test_platform_and_state_must_be_tables(tmp_path: Path, text: str) -> None:
     (tmp_path / "reconcile.toml").write_text(text)
     with pytest.raises(ConfigError) as e:
         resolve(cwd=tmp_path)
-    assert e.value.message == f"{tmp_path / 'reconcile.toml'}: [platform] and [state] must be tables"
+    assert e.value.message.startswith(f"{tmp_path / 'reconcile.toml'}: [")
+    assert e.value.message.endswith("] must be a table")
 
 
 def test_resolve_uses_the_current_directory(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,8 +31,8 @@ from conftest import (
 )
 
 from reconciler import __version__
-from reconciler import state as states
 from reconciler.platforms import sqlite as engine
+from reconciler.state import file as states
 
 EXCHANGE = {"hosted-exchange": {"plan": "nw-exchange", "sals": {"standard": "nw-standard"}}}
 
@@ -213,7 +213,7 @@ def newer_platform(path: Path) -> None:
     init_platform(path.parent, SEED, path.name)
     db = sqlite3.connect(path)
     with db:
-        db.execute("UPDATE meta SET value = 'reconciler-platform/2' WHERE key = 'format'")
+        db.execute("UPDATE meta SET value = 'reconciler-platform/3' WHERE key = 'format'")
     db.close()
 
 
@@ -232,7 +232,7 @@ def test_a_database_that_is_not_a_reconciler_platform(tmp_path: Path, kind: str)
     db = tmp_path / "platform.db"
     if kind == "newer-format":
         newer_platform(db)
-        detail = "format 'reconciler-platform/2'"
+        detail = "format 'reconciler-platform/3'"
     else:
         make, detail = NOT_A_PLATFORM[kind]
         make(db)
@@ -333,10 +333,14 @@ def test_a_killed_init_force_leaves_the_existing_platform_intact(tmp_path: Path,
 @pytest.fixture
 def slow_batch(tmp_path: Path) -> Recon:
     """Three moves; the first (30,000 users) takes the engine a noticeable time."""
-    seed = generated_seed(tmp_path / "seed.json", {"big": 30_000, "s1": 1, "s2": 1})
+    seed = generated_seed(tmp_path / "seed.json", {"big": 100_000, "s1": 1, "s2": 1})
+    doc = json.loads(seed.read_text("utf-8"))
+    doc["customers"][1]["reseller"]["services"]["mail"]["sals"]["t"] = {"quota": 3}  # every user's SAL changes
+    seed.write_text(json.dumps(doc), encoding="utf-8")
     r = Recon(tmp_path / "ws", seed)
     for i, cid in enumerate(["big", "s1", "s2"]):
-        r.manifest(f"{cid}-to-dst", cid, "dst", "eu", file=f"{i}-{cid}.yaml")
+        r.manifest(f"{cid}-to-dst", cid, "dst", "eu", file=f"{i}-{cid}.yaml",
+                   services={"mail": {"plan": "p", "sals": {"s": "t"}}})
     return r
 
 
@@ -440,8 +444,8 @@ def test_a_full_platform_database_is_a_clear_platform_error(recon: Recon, monkey
     before = recon.export()
     ran = run_main("apply", "--auto-approve", str(recon.moves), env=env_of(recon))
     assert (ran.code, ran.err) == (1, (
-        "error: the platform database refused the change: database or disk is full; nothing of it was applied\n"
-        "  hint: free disk space or fix permissions, then run apply again: it resumes\n")), ran
+        f"error: the platform database {recon.db} failed: database or disk is full; nothing of the change was "
+        "applied\n  hint: free disk space or fix permissions, then run again\n")), ran
     assert "Sens1tive" not in ran.out + ran.err
     assert recon.export() == before  # nothing of it
     assert consistent(recon).get("globex-to-northwind") in (None, "in-progress")

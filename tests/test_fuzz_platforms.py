@@ -298,7 +298,7 @@ def workspace(tmp_path: Path, seed: dict[str, Any], docs: list[dict[str, Any]], 
             (root / "moves" / f"{i:02d}.yaml").write_text(emit([d], style), encoding="utf-8")
     else:
         (root / "moves" / "all.yaml").write_text(emit(docs, {**style, "explicit_start": True}), encoding="utf-8")
-    cfg = Settings(platform_url=url, seed=None, state_path=root / "state.json", config_file=None)
+    cfg = Settings(platform_url=url, state=str(root / "state.json"))
     return cfg, [str(root / "moves")]
 
 

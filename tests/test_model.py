@@ -20,7 +20,7 @@ from reconciler.model import (
     Request,
     Subscription,
     canonical_json,
-    customer_digest,
+    customer_fingerprint,
     sha256_of,
 )
 
@@ -161,12 +161,15 @@ def test_manifest_digest_is_sha256_of_the_canonical_document(tmp_path: Path) -> 
     assert c.digest != a.digest
 
 
-def test_customer_digest_covers_the_customer_and_its_users_in_order() -> None:
-    head = {"id": "acme", "parent": "contoso"}
-    users = [{"id": "a", "sal": "standard"}, {"id": "b", "sal": "premium"}]
-    d = customer_digest(head, users)
-    assert d == customer_digest(dict(reversed(list(head.items()))), [dict(x) for x in users])
-    assert d != customer_digest({"id": "acme", "parent": "northwind"}, users)
-    assert d != customer_digest(head, [users[0], {"id": "b", "sal": "standard"}])
-    assert d != customer_digest(head, list(reversed(users)))
-    assert d != customer_digest(head, users[:1])
+def test_customer_fingerprint_covers_the_customer_and_what_its_parent_offers_it() -> None:
+    """Computed from what was read, never from a digest the platform keeps (issue 9, item 6)."""
+    subs = {"mail": Subscription("p", "s", {"quota": 1})}
+    parent = Customer("r", "R", "eu", None, {"mail": Offering("mail", ("p",), {"s": {"quota": 1}})}, {})
+    cust = Customer("acme", "Acme", "eu", "r", None, subs)
+    fp = customer_fingerprint(cust, parent)
+    assert fp == customer_fingerprint(Customer("acme", "Acme", "eu", "r", None, dict(subs)), parent)
+    assert fp != customer_fingerprint(Customer("acme", "Acme", "eu", "r2", None, subs), parent)
+    assert fp != customer_fingerprint(Customer("acme", "Acme", "eu", "r", None,
+                                               {"mail": Subscription("p", "s", {"quota": 2})}), parent)
+    changed_sal = Customer("r", "R", "eu", None, {"mail": Offering("mail", ("p",), {"s": {"quota": 9}})}, {})
+    assert fp != customer_fingerprint(cust, changed_sal)  # an UPDATE of the offering's SAL values shows

@@ -452,7 +452,7 @@ def test_a_stale_plan_message_shows_no_sensitive_value(secretive: Secretive) -> 
     with db:  # someone changes vault's secret on the platform after the review
         subs = json.loads(db.execute("SELECT subscriptions FROM customers WHERE id = 'vault'").fetchone()[0])
         subs["hosted-exchange"]["overrides"]["journalPassword"] = "old-Secret-9f2-rotated"
-        db.execute("UPDATE customers SET subscriptions = ?, digest = 'changed' WHERE id = 'vault'",
+        db.execute("UPDATE customers SET subscriptions = ? WHERE id = 'vault'",  # a direct change: no digest
                    (json.dumps(subs),))
     db.close()
     ran = secretive.run("apply", "--auto-approve", "--plan", "reviewed.plan")

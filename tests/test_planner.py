@@ -16,6 +16,7 @@ from reconciler.model import (
     Customer,
     Offering,
     PropertyDef,
+    Request,
     Service,
     Subscription,
     User,
@@ -35,14 +36,11 @@ CATALOG = {EX: Service(EX, "Hosted Exchange", {
 
 def reseller(cid: str, plans: tuple[str, ...], sals: dict[str, dict[str, Any]], max_users: int | None = None,
              location: str = "eu-west") -> Customer:
-    return Customer(cid, cid.title(), location, None, {EX: Offering(EX, plans, sals, max_users)}, {},
-                    digest=f"d-{cid}")
+    return Customer(cid, cid.title(), location, None, {EX: Offering(EX, plans, sals, max_users)}, {})
 
 
-def customer(cid: str, parent: str, plan: str, sal: str, overrides: dict[str, Any] | None = None,
-             digest: str | None = None) -> Customer:
-    return Customer(cid, cid.title(), "eu-west", parent, None, {EX: Subscription(plan, sal, overrides or {})},
-                    digest=digest or f"d-{cid}")
+def customer(cid: str, parent: str, plan: str, sal: str, overrides: dict[str, Any] | None = None) -> Customer:
+    return Customer(cid, cid.title(), "eu-west", parent, None, {EX: Subscription(plan, sal, overrides or {})})
 
 
 def user(uid: str, sal: str, **overrides: Any) -> User:
@@ -86,8 +84,14 @@ class World:
         return out
 
     def snapshot(self) -> Snapshot:
+        requests = {cid: [Request(rid, "CustomerMove", cid, "InProgress") for rid in ids]
+                    for cid, ids in self.pending.items()}
         return Snapshot(catalog=CATALOG, customers=dict(self.customers), users=self._users, usage=self._usage,
-                        pending=dict(self.pending))
+                        requests=requests)
+
+    def fp(self, cid: str) -> str:
+        """The fingerprint the planner computes for a customer as the world shows it now."""
+        return self.snapshot().fingerprint(self.customers[cid])
 
 
 def manifest_text(name: str, cust: str, to: str, services: str = "") -> str:
@@ -258,10 +262,10 @@ def test_two_moves_of_a_missing_customer_get_customer_not_found_not_duplicate_mo
 
 def test_a_move_the_state_records_as_applied_is_no_duplicate(load: Any) -> None:
     w = World()
-    w.customers["acme"] = customer("acme", "woodgrove", "basic", "standard", digest="fp-now")
+    w.customers["acme"] = customer("acme", "woodgrove", "basic", "standard")
     old, new = load(manifest_text("acme-to-woodgrove", "acme", "woodgrove"),
                     manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW))
-    p = run([old, new], w, {old.name: record(old, "applied", fingerprint="fp-now")})
+    p = run([old, new], w, {old.name: record(old, "applied", fingerprint=w.fp("acme"))})
     assert [(m.action, m.reason, codes(m.diagnostics)) for m in p.moves] == [
         ("noop", "applied", set()), ("move", None, set())]
 
@@ -271,9 +275,9 @@ def test_a_move_the_state_records_as_applied_is_no_duplicate(load: Any) -> None:
 @pytest.mark.parametrize("status", ["applied", "adopted"])
 def test_applied_or_adopted_and_the_platform_agrees_is_noop_applied(load: Any, status: MoveStatus) -> None:
     w = World()
-    w.customers["acme"] = customer("acme", "woodgrove", "basic", "standard", digest="fp-1")
+    w.customers["acme"] = customer("acme", "woodgrove", "basic", "standard")
     (m,) = load(manifest_text("acme-to-woodgrove", "acme", "woodgrove"))
-    p = run([m], w, {m.name: record(m, status, fingerprint="fp-1")})
+    p = run([m], w, {m.name: record(m, status, fingerprint=w.fp("acme"))})
     pm = p.moves[0]
     assert (pm.action, pm.reason, pm.diagnostics, pm.requests) == ("noop", "applied", [], [])
     assert w.users_calls == []  # the fingerprint matches: no need to read the users again
@@ -281,7 +285,7 @@ def test_applied_or_adopted_and_the_platform_agrees_is_noop_applied(load: Any, s
 
 def test_fingerprint_differs_but_nothing_would_change_is_still_applied(load: Any) -> None:
     w = World()
-    w.customers["acme"] = customer("acme", "woodgrove", "basic", "standard", digest="fp-2")
+    w.customers["acme"] = customer("acme", "woodgrove", "basic", "standard")
     w.users["acme"] = [user("a1@acme", "standard"), user("a3@acme", "standard")]  # a2 left, a3 joined
     (m,) = load(manifest_text("acme-to-woodgrove", "acme", "woodgrove"))
     p = run([m], w, {m.name: record(m, "applied", fingerprint="fp-1")})
@@ -304,7 +308,7 @@ def test_drifted_when_replanning_would_change_something(load: Any) -> None:
 
 def test_drifted_when_replanning_would_be_invalid(load: Any) -> None:
     w = World()
-    w.customers["acme"] = customer("acme", "northwind", "nw", "nw-standard", digest="fp-2")
+    w.customers["acme"] = customer("acme", "northwind", "nw", "nw-standard")
     del w.customers["woodgrove"]  # the destination is gone
     (m,) = load(manifest_text("acme-to-woodgrove", "acme", "woodgrove"))
     p = run([m], w, {m.name: record(m, "applied", fingerprint="fp-1")})
@@ -313,11 +317,11 @@ def test_drifted_when_replanning_would_be_invalid(load: Any) -> None:
 
 def test_superseded_by_a_later_applied_move_of_the_same_customer(load: Any) -> None:
     w = World()
-    w.customers["acme"] = customer("acme", "woodgrove", "basic", "standard", digest="fp-2")
+    w.customers["acme"] = customer("acme", "woodgrove", "basic", "standard")
     old, new = load(manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW),
                     manifest_text("acme-to-woodgrove", "acme", "woodgrove"))
     recs = {old.name: record(old, "applied", serial=3, fingerprint="fp-1"),
-            new.name: record(new, "applied", serial=7, fingerprint="fp-2")}
+            new.name: record(new, "applied", serial=7, fingerprint=w.fp("acme"))}
     p = run([old, new], w, recs)
     assert [(m.name, m.action, m.reason, m.diagnostics) for m in p.moves] == [
         ("acme-to-northwind", "noop", "superseded", []), ("acme-to-woodgrove", "noop", "applied", [])]
@@ -327,10 +331,10 @@ def test_superseded_by_a_later_applied_move_of_the_same_customer(load: Any) -> N
 
 def test_the_higher_applied_serial_wins_not_the_manifest_order(load: Any) -> None:
     w = World()  # acme at northwind: the move applied last (serial 9) is acme-to-northwind, listed first
-    w.customers["acme"] = customer("acme", "northwind", "nw", "nw-standard", digest="fp-9")
+    w.customers["acme"] = customer("acme", "northwind", "nw", "nw-standard")
     nw, wg = load(manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW),
                   manifest_text("acme-to-woodgrove", "acme", "woodgrove"))
-    recs = {nw.name: record(nw, "applied", serial=9, fingerprint="fp-9"),
+    recs = {nw.name: record(nw, "applied", serial=9, fingerprint=w.fp("acme")),
             wg.name: record(wg, "applied", serial=4, fingerprint="fp-4")}
     p = run([nw, wg], w, recs)
     assert [(m.name, m.reason) for m in p.moves] == [("acme-to-northwind", "applied"),
@@ -361,38 +365,56 @@ def test_a_failed_record_with_another_digest_plans_a_normal_move(load: Any) -> N
     p = run([m], w, {m.name: record(m, "failed", sha="cd" * 32, serial=2, requests=failed)})
     pm = p.moves[0]
     assert (pm.action, pm.reason, pm.diagnostics) == ("move", None, [])
-    assert pm.request_id == planner.request_id(m.name, m.digest, 3)
+    assert pm.start is not None
+    assert pm.request_id == planner.request_id(m.name, m.digest, 3, pm.start)
     assert pm.request_id not in {"rq-old-1", "rq-old-2"}
 
 
 # -- request ids -----------------------------------------------------------------------------------
 
 def test_request_id_is_deterministic() -> None:
-    a = planner.request_id("acme-to-northwind", "ab" * 32, 1)
-    assert a == planner.request_id("acme-to-northwind", "ab" * 32, 1)
+    a = planner.request_id("acme-to-northwind", "ab" * 32, 1, "s1")
+    assert a == planner.request_id("acme-to-northwind", "ab" * 32, 1, "s1")
     assert re.fullmatch(r"rq-[0-9a-f]{24}", a)
-    others = {planner.request_id("acme-to-northwind", "ab" * 32, 2),
-              planner.request_id("acme-to-northwind", "cd" * 32, 1),
-              planner.request_id("acme-to-woodgrove", "ab" * 32, 1)}
-    assert a not in others and len(others) == 3
+    others = {planner.request_id("acme-to-northwind", "ab" * 32, 2, "s1"),
+              planner.request_id("acme-to-northwind", "cd" * 32, 1, "s1"),
+              planner.request_id("acme-to-woodgrove", "ab" * 32, 1, "s1"),
+              planner.request_id("acme-to-northwind", "ab" * 32, 1, "s2")}
+    assert a not in others and len(others) == 4
+
+
+def test_a_customer_moved_away_and_back_gets_a_new_request_id(load: Any) -> None:
+    # The same manifest, attempt 1 both times (a lost state), but the platform ran a request for acme
+    # in between: the starting point differs, so the old request can never be taken for this one.
+    w = World()
+    (m,) = load(manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW))
+    first = run([m], w).moves[0]
+    snap = w.snapshot()
+    snap.requests["acme"] = [Request("rq-moved-it-back", "CustomerMove", "acme", "Provisioned")]
+    second = planner.plan([m], snap, {}, {}, []).moves[0]
+    assert (first.action, second.action) == ("move", "move")
+    assert first.request_id != second.request_id
+    assert first.start != second.start
 
 
 def test_first_attempt_and_attempt_after_failures(load: Any) -> None:
     w = World()
     (m,) = load(manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW))
-    assert run([m], w).moves[0].request_id == planner.request_id(m.name, m.digest, 1)
-    assert run([m], w).moves[0].requests == [{"id": planner.request_id(m.name, m.digest, 1),
-                                              "type": "CustomerMove", "customer": "acme", "sub_requests": 4}]
-    failed = [RequestRecord(id=planner.request_id(m.name, m.digest, 1), status="Failed")]
+    first = run([m], w).moves[0]
+    assert first.start is not None
+    assert first.request_id == planner.request_id(m.name, m.digest, 1, first.start)
+    assert first.requests == [{"id": planner.request_id(m.name, m.digest, 1, first.start),
+                               "type": "CustomerMove", "customer": "acme", "sub_requests": 4}]
+    failed = [RequestRecord(id=planner.request_id(m.name, m.digest, 1, first.start), status="Failed")]
     pm = run([m], w, {m.name: record(m, "failed", requests=failed)}).moves[0]
-    assert (pm.action, pm.request_id) == ("move", planner.request_id(m.name, m.digest, 2))
+    assert (pm.action, pm.request_id) == ("move", planner.request_id(m.name, m.digest, 2, first.start))
 
 
 def test_resume_of_an_in_progress_record_keeps_its_request_id(load: Any) -> None:
     w = World()
     (m,) = load(manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW))
-    rid = planner.request_id(m.name, m.digest, 2)
-    reqs = [RequestRecord(id=planner.request_id(m.name, m.digest, 1), status="Failed"),
+    rid = planner.request_id(m.name, m.digest, 2, "any")
+    reqs = [RequestRecord(id=planner.request_id(m.name, m.digest, 1, "any"), status="Failed"),
             RequestRecord(id=rid, status="InProgress")]
     w.pending = {"acme": [rid]}  # the platform still runs it: that is not "in flight" for its own move
     pm = run([m], w, {m.name: record(m, "in-progress", serial=None, requests=reqs)}).moves[0]
@@ -402,7 +424,7 @@ def test_resume_of_an_in_progress_record_keeps_its_request_id(load: Any) -> None
 def test_another_pending_request_blocks_the_move(load: Any) -> None:
     w = World()
     (m,) = load(manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW))
-    rid = planner.request_id(m.name, m.digest, 1)
+    rid = planner.request_id(m.name, m.digest, 1, "any")
     w.pending = {"acme": [rid, "rq-other"]}
     pm = run([m], w, {m.name: record(m, "in-progress", serial=None,
                                      requests=[RequestRecord(id=rid, status="Requested")])}).moves[0]
@@ -483,8 +505,8 @@ def test_planned_move_to_json_shape(load: Any) -> None:
                                               "properties": {"mailboxQuotaMB": {"from": 10240, "to": 8192}}}]},
         ],
         # one request: the customer, its one subscription and its two users
-        "requests": [{"id": planner.request_id(m.name, m.digest, 1), "type": "CustomerMove", "customer": "acme",
-                      "sub_requests": 4}],
+        "requests": [{"id": planner.request_id(m.name, m.digest, 1, pm.start or ""), "type": "CustomerMove",
+                      "customer": "acme", "sub_requests": 4}],
     }
 
 
@@ -529,7 +551,7 @@ def test_an_applied_move_is_not_drifted_by_a_new_move_earlier_in_the_batch(load:
     w = World()  # initech is at northwind, as the applied initech-to-northwind left it
     new, old = load(manifest_text("initech-to-woodgrove", "initech", "woodgrove", INITECH_TO_WG),
                     manifest_text("initech-to-northwind", "initech", "northwind"))
-    recs = {old.name: record(old, "applied", fingerprint="d-initech")}
+    recs = {old.name: record(old, "applied", fingerprint=w.fp("initech"))}
     p = run([new, old], w, recs)
     assert [(m.name, m.action, m.reason, codes(m.diagnostics)) for m in p.moves] == [
         ("initech-to-woodgrove", "move", None, set()), ("initech-to-northwind", "noop", "applied", set())]

@@ -15,7 +15,9 @@ import yaml
 from conftest import SEED
 
 from reconciler import app
+from reconciler.config import Settings
 from reconciler.errors import PlatformError, ReconcilerError
+from reconciler.model import MoveOrder
 from reconciler.platforms import open_platform, sqlite
 from reconciler.platforms.sqlite import SqlitePlatform
 
@@ -55,7 +57,8 @@ def test_init_creates_the_platform_and_counts_it(tmp_path: Path) -> None:
         assert set(p.catalog()) == {"hosted-exchange", "sharepoint"}
         acme = p.customers(["acme"])["acme"]
         assert acme.parent == "contoso" and acme.location == "eu-west" and not acme.is_reseller
-        assert [u.id for u in p.users("acme")] == ["alice@acme.example", "bob@acme.example", "carol@acme.example"]
+        users = p.users(["acme"])["acme"]
+        assert [u.id for u in users] == ["alice@acme.example", "bob@acme.example", "carol@acme.example"]
     finally:
         p.close()
 
@@ -86,8 +89,10 @@ def test_a_failure_while_writing_leaves_no_temp_file(tmp_path: Path, monkeypatch
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(sqlite, "_write", boom)
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(PlatformError) as e:
         sqlite.init(url_of(tmp_path / "p.db"), str(SEED))
+    assert e.value.message == (f"cannot create the platform database {tmp_path / 'p.db'}: disk I/O error; "
+                               "nothing was created")
     assert listing(tmp_path) == []
 
 
@@ -180,13 +185,33 @@ def test_a_missing_database_without_a_seed(tmp_path: Path) -> None:
     assert not f.exists()
 
 
-def test_a_missing_database_is_created_from_a_seed(tmp_path: Path) -> None:
+def test_a_missing_database_is_created_from_a_seed_and_says_so(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "auto.db"
-    p = open_platform(url_of(f), str(SEED))
+    p = open_platform(url_of(f), {"seed": str(SEED)})
     try:
         assert "acme" in p.customers(["acme"])
     finally:
         p.close()
+    assert capsys.readouterr().err == f"created {f} from seed {SEED}: " + ", ".join(
+        f"{v} {k}" for k, v in COUNTS.items()) + "\n"
+
+
+def test_a_seed_never_replaces_a_database_created_meanwhile(tmp_path: Path) -> None:
+    """Two runs found no database: the second creation fails (exclusive) and uses the first's database."""
+    f = tmp_path / "auto.db"
+    sqlite.init(url_of(f), str(SEED))
+    p = SqlitePlatform.open(url_of(f))
+    p.submit("rq-written-by-the-first", MoveOrder("ghost", "northwind", {}, {}))
+    p.close()
+    sqlite.create_from_seed(url_of(f), str(SEED))  # lost the race: nothing replaced
+    p = SqlitePlatform.open(url_of(f))
+    try:
+        assert p.request("rq-written-by-the-first") is not None
+    finally:
+        p.close()
+    with pytest.raises(PlatformError):
+        sqlite.init(url_of(f), str(SEED), exclusive=True)
 
 
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite://relative.db", "postgres://x/y"])
@@ -197,5 +222,6 @@ def test_bad_urls(url: str) -> None:
 
 def test_init_through_app_refuses_non_sqlite_urls(tmp_path: Path) -> None:
     with pytest.raises(ReconcilerError) as e:
-        app.platform_init("postgres://db/x", str(SEED))
+        app.platform_init(Settings(platform_url="postgres://u:secret@db/x", state="s.json"), str(SEED))
     assert "sqlite:///PATH" in e.value.message
+    assert "secret" not in e.value.message

@@ -231,8 +231,7 @@ def md_result(root: Path, paths: list[str], url: str) -> app.PlanResult:
     cwd = os.getcwd()
     os.chdir(root)  # relative paths: the comment's size must not depend on where tmp_path is
     try:
-        return app.plan(paths, Settings(platform_url=url, seed=None, state_path=root / "state.json",
-                                        config_file=None))
+        return app.plan(paths, Settings(platform_url=url, state=str(root / "state.json")))
     finally:
         os.chdir(cwd)
 
@@ -339,7 +338,7 @@ def test_json_keys_match_the_contract(workspace: Workspace) -> None:
 
 def test_json_plan_is_what_app_to_json_gives(workspace: Workspace) -> None:
     r = run_main("plan", "--format", "json", "moves")
-    settings = Settings(platform_url=workspace.url, seed=None, state_path=workspace.state, config_file=None)
+    settings = Settings(platform_url=workspace.url, state=str(workspace.state))
     assert json.loads(r.out) == app.plan(["moves"], settings).to_json()
 
 

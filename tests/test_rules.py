@@ -12,6 +12,7 @@ import yaml
 from reconciler import app, config, schema
 from reconciler.diagnostics import Diagnostic
 from reconciler.planner import PlannedMove
+from reconciler.platforms import sqlite
 
 CASES = Path(__file__).parent / "cases"
 CASE_DIRS = sorted(p for p in CASES.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
@@ -73,7 +74,7 @@ def test_case(case: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     work = tmp_path / "case"
     shutil.copytree(case, work, ignore=shutil.ignore_patterns("expected.yaml", "platform.yaml"))
     url = f"sqlite:///{tmp_path / 'platform.db'}"
-    app.platform_init(url, str(seed))
+    sqlite.init(url, str(seed))
     monkeypatch.chdir(work)
     settings = config.resolve(platform=url, state=str(tmp_path / "state.json"), cwd=work)
 

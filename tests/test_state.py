@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from reconciler import state as states
 from reconciler.errors import LockHeld, StateError
 from reconciler.state import ManifestRef, MoveRecord, RequestRecord, State
+from reconciler.state import file as states
 
 if TYPE_CHECKING:
     from conftest import Recon
@@ -337,8 +337,8 @@ def test_the_lock_timeout_waits_then_reports(tmp_path: Path) -> None:
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from reconciler import state
-    with state.lock(Path(sys.argv[1]), "apply"):
+    from reconciler.state import file
+    with file.lock(Path(sys.argv[1]), "apply"):
         print("locked", flush=True)
         time.sleep(120)
 """)
@@ -369,7 +369,8 @@ def test_the_lock_dies_with_its_process(recon: Recon) -> None:
 
 HANG_IN_FSYNC = textwrap.dedent("""
     import os, sys, time
-    from reconciler import cli, state
+    from reconciler import cli
+    from reconciler.state import file as state
 
     class HangInFsync:
         def __getattr__(self, name):

@@ -1,40 +1,64 @@
-"""The Platform protocol: what planning reads and what apply asks a platform to do."""
+"""The Platform protocol: what planning reads and what apply asks a platform to do.
+
+Every read takes many ids at once: a remote platform answers a batch of a thousand customers in
+one call, and the embedded one in one query. Unknown ids are left out of every answer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.model import Customer, MoveOrder, Request, Service, User
 
 
 class Platform(Protocol):
-    url: str
+    url: str  # as shown in plans: never with a credential
 
     def catalog(self) -> dict[str, Service]: ...
 
     def customers(self, ids: Iterable[str]) -> dict[str, Customer]:
-        """The customers among `ids` that exist; unknown ids are left out."""
+        """The customers among `ids` that exist."""
         ...
 
-    def users(self, customer: str) -> Iterator[User]:
-        """A customer's users in platform order."""
+    def users(self, customers: Collection[str]) -> dict[str, list[User]]:
+        """Each listed customer's users, in platform order (a customer without users maps to [])."""
         ...
 
-    def usage(self, reseller: str) -> dict[str, int]:
-        """Per service, how many users of the reseller's direct customers hold it."""
+    def usage(self, resellers: Collection[str]) -> dict[str, dict[str, int]]:
+        """Per reseller, per service: how many users of its direct customers hold the service."""
         ...
 
-    def pending_requests(self, customers: Iterable[str]) -> dict[str, list[str]]:
-        """Per customer, ids of requests still Requested or InProgress."""
+    def requests_of(self, customers: Collection[str], pending_only: bool = False) -> dict[str, list[Request]]:
+        """Per customer, its requests in submission order (only Requested/InProgress ones with pending_only)."""
         ...
 
     def request(self, request_id: str) -> Request | None: ...
 
     def submit(self, request_id: str, order: MoveOrder) -> Request:
-        """Submit and execute a CustomerMove; a known id returns the existing request."""
+        """Submit a CustomerMove under a client-chosen id; a known id returns the existing request.
+
+        The answer may not be final yet (Requested, InProgress): poll `request()` until it is.
+        """
         ...
+
+    def search(self, text: str, limit: int = 3) -> list[str]:
+        """Customer ids that look like `text`, closest first (for "did you mean")."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """Optional: the whole platform as a seed document (`platform export`)."""
 
     def export(self) -> dict[str, Any]: ...
 
-    def close(self) -> None: ...
+
+class Factory(Protocol):
+    """What an entry point of group `reconciler.platforms` names: the URL and the [platform] table in, a
+    Platform out. `options` holds the table of reconcile.toml when the URL came from it, plus
+    `config_dir`, the directory relative paths in it are relative to."""
+
+    def __call__(self, url: str, options: Mapping[str, Any]) -> Platform: ...

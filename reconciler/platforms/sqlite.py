@@ -1,34 +1,40 @@
-"""The embedded platform: a real SQLite database with its own provisioning engine."""
+"""The embedded platform: a real SQLite database with its own provisioning engine (`sqlite:///PATH`)."""
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import functools
 import json
 import os
 import sqlite3
+import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler import seed as seeds
-from reconciler.errors import PlatformError
+from reconciler.errors import ConfigError, PlatformError
 from reconciler.model import (
+    PENDING,
     Customer,
     MoveOrder,
-    Offering,
+    PropertyDef,
     Request,
     Service,
     Subscription,
     User,
     UserService,
     canonical_json,
-    customer_digest,
     utcnow,
 )
 
-FORMAT = "reconciler-platform/1"
+FORMAT = "reconciler-platform/2"
+FORMATS = ("reconciler-platform/1", FORMAT)  # /1 lacks the request columns of /2: added on open
 LOCK_TIMEOUT = float(os.environ.get("RECONCILE_DB_TIMEOUT", "10"))
+PREFIX = "sqlite:///"
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +44,6 @@ CREATE TABLE customers (
   id TEXT PRIMARY KEY, name TEXT, location TEXT NOT NULL, parent TEXT,
   offerings TEXT,                 -- JSON: service -> {plans, sals, maxUsers}; NULL: not a reseller
   subscriptions TEXT NOT NULL,    -- JSON: service -> {plan, sal, overrides}
-  digest TEXT NOT NULL,           -- fingerprint of the customer and all its users
   ord INTEGER NOT NULL);
 CREATE TABLE users (id TEXT PRIMARY KEY, customer TEXT NOT NULL, hold TEXT, ord INTEGER NOT NULL);
 CREATE TABLE user_services (
@@ -48,12 +53,16 @@ CREATE TABLE requests (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
   customer TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
   sub_requests INTEGER NOT NULL DEFAULT 0, failed_sub_requests INTEGER NOT NULL DEFAULT 0,
-  submitted_at TEXT, completed_at TEXT, body TEXT);
+  submitted_at TEXT, completed_at TEXT, body TEXT,
+  replaced TEXT,                  -- JSON: what the request replaced (parent, subscriptions, users' SALs)
+  accepted INTEGER NOT NULL DEFAULT 0);  -- 1: accepted by this engine, to run (again, after a restart)
 """
+MIGRATE_1_TO_2 = ("ALTER TABLE requests ADD COLUMN replaced TEXT",
+                  "ALTER TABLE requests ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0")
 
 # In the order of model.Request's fields.
 REQUEST_COLUMNS = ("id, type, customer, status, error, sub_requests, failed_sub_requests, submitted_at, "
-                   "completed_at")
+                   "completed_at, replaced")
 
 # Built after the bulk load of a seed: inserting into indexed tables is several times slower.
 INDEXES = """
@@ -62,6 +71,7 @@ CREATE INDEX users_customer ON users (customer, ord);
 CREATE INDEX user_services_customer ON user_services (customer, service, sal);
 CREATE INDEX requests_customer ON requests (customer, status);
 """
+CHUNK = 500  # ids per IN (...): well below SQLite's limit on host parameters
 
 
 def damaged(path: Path, e: Exception) -> PlatformError:
@@ -76,16 +86,35 @@ def _loads(text: str | None) -> Any:
 
 
 def path_of(url: str) -> Path:
-    if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
-        raise PlatformError(f"not an embedded platform URL: {url!r}", hint="use sqlite:///PATH")
-    return Path(url[len("sqlite:///"):])
+    if not url.startswith(PREFIX) or len(url) == len(PREFIX):
+        raise ConfigError(f"not an embedded platform URL: {url!r}", hint="use sqlite:///PATH")
+    return Path(url[len(PREFIX):])
+
+
+def anchor(url: str, options: Mapping[str, Any]) -> str:
+    """A relative path in reconcile.toml is relative to that file (options["config_dir"]); else to the cwd."""
+    p = path_of(url)
+    base = options.get("config_dir")
+    if not p.is_absolute() and base:
+        return PREFIX + str(Path(str(base)) / p)
+    return url
+
+
+def provider(url: str, options: Mapping[str, Any]) -> SqlitePlatform:
+    """The entry point of `sqlite:///PATH`; `seed` in [platform] creates the database when it is missing."""
+    url = anchor(url, options)
+    seed = options.get("seed")
+    if seed is not None:
+        base = options.get("config_dir")
+        seed = str(Path(str(base)) / str(seed)) if base else str(seed)
+    return SqlitePlatform.open(url, seed=seed)
 
 
 def _connect(path: Path, create: bool = False) -> sqlite3.Connection:
     mode = "rwc" if create else "rw"
     uri = "file:" + str(path.resolve()).replace("?", "%3f").replace("#", "%23") + f"?mode={mode}"
     timeout = float(os.environ.get("RECONCILE_DB_TIMEOUT") or LOCK_TIMEOUT)  # read now: tests and callers set it late
-    conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
     # WAL: readers never block the engine. synchronous=NORMAL loses no committed transaction when a
     # process is killed; on power loss the newest may roll back, which apply tolerates by design: the
     # state journals each request before submitting it, and a re-run resubmits it under the same id.
@@ -93,10 +122,38 @@ def _connect(path: Path, create: bool = False) -> sqlite3.Connection:
     return conn
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """One connection, many threads (apply runs moves in parallel): one call at a time, and SQLite's own
+    errors become PlatformErrors here, so nothing above this module ever sees sqlite3."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqlitePlatform, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.OperationalError as e:
+                if "locked" in str(e) or "busy" in str(e):
+                    raise PlatformError(f"the platform database {self.path} is locked by another process ({e})",
+                                        hint="wait for it to finish, or raise RECONCILE_DB_TIMEOUT") from None
+                raise PlatformError(f"the platform database {self.path} failed: {e}; nothing of the change was "
+                                    "applied", hint="free disk space or fix permissions, then run again") from None
+            except sqlite3.DatabaseError as e:
+                raise damaged(self.path, e) from None
+            except sqlite3.Error as e:
+                raise PlatformError(f"the platform database {self.path} failed: {e}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 class SqlitePlatform:
     def __init__(self, url: str, conn: sqlite3.Connection) -> None:
         self.url = url
+        self.path = path_of(url)
         self._conn = conn
+        self._lock = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -106,21 +163,34 @@ class SqlitePlatform:
             if seed is None:
                 raise PlatformError(f"no platform database at {path}",
                                     hint="create it with `reconcile platform init --seed FILE`")
-            init(url, seed)
+            create_from_seed(url, seed)
         try:
             conn = _connect(path)
             row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
         except sqlite3.DatabaseError as e:
             raise PlatformError(f"{path} is not a reconciler platform database ({e})",
                                 hint="point --platform at a database made by `reconcile platform init`") from None
-        if row is None or row[0] != FORMAT:
+        if row is None or row[0] not in FORMATS:
             conn.close()
             raise PlatformError(f"{path} is not a reconciler platform database (format {row and row[0]!r})",
                                 hint="point --platform at a database made by `reconcile platform init`")
-        return cls(url, conn)
+        platform = cls(url, conn)
+        if row[0] != FORMAT:
+            platform._migrate()
+        return platform
+
+    @_guarded
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            columns = {r[1] for r in db.execute("PRAGMA table_info(requests)")}
+            for stmt in MIGRATE_1_TO_2:
+                if stmt.split()[5] not in columns:
+                    db.execute(stmt)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (FORMAT,))
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -132,124 +202,171 @@ class SqlitePlatform:
         try:
             yield self._conn
             self._conn.execute("COMMIT")
-        except sqlite3.OperationalError as e:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise PlatformError(f"the platform database refused the change: {e}; nothing of it was applied",
-                                hint="free disk space or fix permissions, then run apply again: it resumes") from None
-        except sqlite3.DatabaseError as e:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise damaged(path_of(self.url), e) from None
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
             raise
 
-    def _q(self, sql: str, args: Iterable[Any] = ()) -> Iterator[Any]:
-        """Rows of a query; SQLite's errors, raised at execute or while iterating, become PlatformErrors."""
-        try:
-            yield from self._conn.execute(sql, tuple(args))
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e) or "busy" in str(e):
-                raise PlatformError(f"the platform database {path_of(self.url)} is locked by another process ({e})",
-                                    hint="wait for it to finish, or raise RECONCILE_DB_TIMEOUT") from None
-            raise PlatformError(f"the platform database {path_of(self.url)} failed: {e}") from None
-        except sqlite3.DatabaseError as e:
-            raise damaged(path_of(self.url), e) from None
-
-    def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        return next(self._q(sql, args), None)
+    def _rows(self, sql: str, ids: Collection[str], extra: tuple[Any, ...] = ()) -> Iterator[Any]:
+        """Rows of `sql` (with `{marks}` for the ids) over the ids, CHUNK at a time."""
+        wanted = sorted(set(ids))
+        for i in range(0, len(wanted), CHUNK):
+            chunk = wanted[i:i + CHUNK]
+            yield from self._conn.execute(sql.format(marks=",".join("?" * len(chunk))), (*chunk, *extra))
 
     # -- reads -------------------------------------------------------------------------
+    @_guarded
     def catalog(self) -> dict[str, Service]:
-        from reconciler.model import PropertyDef
-
         out: dict[str, Service] = {}
-        for sid, name, props in self._q("SELECT id, name, properties FROM services ORDER BY ord"):
+        for sid, name, props in self._conn.execute("SELECT id, name, properties FROM services ORDER BY ord"):
             defs = {n: PropertyDef(n, p["type"], bool(p.get("sensitive", False)))
                     for n, p in json.loads(props).items()}
             out[sid] = Service(sid, name or sid, defs)
         return out
 
+    @_guarded
     def customers(self, ids: Iterable[str]) -> dict[str, Customer]:
-        wanted = sorted(set(ids))
-        out: dict[str, Customer] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._q(f"SELECT id, name, location, parent, offerings, subscriptions, digest "
-                               f"FROM customers WHERE id IN ({marks})", chunk):
-                out[row[0]] = _customer(row)
+        return {row[0]: _customer(row) for row in self._rows(
+            "SELECT id, name, location, parent, offerings, subscriptions FROM customers WHERE id IN ({marks})",
+            list(ids))}
+
+    @_guarded
+    def users(self, customers: Collection[str]) -> dict[str, list[User]]:
+        out: dict[str, list[User]] = {c: [] for c in customers}
+        current: User | None = None
+        for cid, uid, hold, svc, sal, ov in self._rows(
+                "SELECT u.customer, u.id, u.hold, s.service, s.sal, s.overrides FROM users u "
+                "LEFT JOIN user_services s ON s.user = u.id WHERE u.customer IN ({marks}) "
+                "ORDER BY u.customer, u.ord, s.service", customers):
+            if current is None or current.id != uid:
+                current = User(uid, {}, hold)
+                out[cid].append(current)
+            if svc is not None:
+                current.services[svc] = UserService(sal, _loads(ov))
         return out
 
-    def users(self, customer: str) -> Iterator[User]:
-        cur = self._q(
-            "SELECT u.id, u.hold, s.service, s.sal, s.overrides FROM users u "
-            "LEFT JOIN user_services s ON s.user = u.id WHERE u.customer = ? ORDER BY u.ord, s.service",
-            (customer,))
-        uid: str | None = None
-        hold: str | None = None
-        services: dict[str, UserService] = {}
-        for row in cur:
-            if row[0] != uid:
-                if uid is not None:
-                    yield User(uid, services, hold)
-                uid, hold, services = row[0], row[1], {}
-            if row[2] is not None:
-                services[row[2]] = UserService(row[3], _loads(row[4]))
-        if uid is not None:
-            yield User(uid, services, hold)
-
-    def usage(self, reseller: str) -> dict[str, int]:
-        rows = self._q("SELECT s.service, COUNT(*) FROM customers c JOIN user_services s ON s.customer = c.id "
-                       "WHERE c.parent = ? GROUP BY s.service", (reseller,))
-        return {svc: n for svc, n in rows}
-
-    def pending_requests(self, customers: Iterable[str]) -> dict[str, list[str]]:
-        wanted = sorted(set(customers))
-        out: dict[str, list[str]] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for cid, rid in self._q(f"SELECT customer, id FROM requests WHERE customer IN ({marks}) "
-                                    "AND status IN ('Requested', 'InProgress') ORDER BY seq", chunk):
-                out.setdefault(cid, []).append(rid)
+    @_guarded
+    def usage(self, resellers: Collection[str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {r: {} for r in resellers}
+        for parent, svc, n in self._rows(
+                "SELECT c.parent, s.service, COUNT(*) FROM customers c JOIN user_services s ON s.customer = c.id "
+                "WHERE c.parent IN ({marks}) GROUP BY c.parent, s.service", resellers):
+            out[parent][svc] = n
         return out
 
+    @_guarded
+    def requests_of(self, customers: Collection[str], pending_only: bool = False) -> dict[str, list[Request]]:
+        out: dict[str, list[Request]] = {}
+        where = " AND status IN ('Requested', 'InProgress')" if pending_only else ""
+        rows = sorted(self._rows(f"SELECT seq, {REQUEST_COLUMNS} FROM requests WHERE customer IN ({{marks}}){where}",
+                                 customers))
+        for row in rows:
+            req = _request(row[1:])
+            out.setdefault(req.customer, []).append(req)
+        return out
+
+    @_guarded
     def request(self, request_id: str) -> Request | None:
-        row = self._one(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))
-        return Request(*row) if row else None
+        return self._request(request_id)
+
+    def _request(self, request_id: str) -> Request | None:
+        row = self._conn.execute(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,)).fetchone()
+        return _request(row) if row else None
+
+    @_guarded
+    def search(self, text: str, limit: int = 3) -> list[str]:
+        # Candidates by SQL (same first two characters, or containing the text), ranked by difflib: a platform
+        # of 250,000 customers is never read whole for a typo.
+        like = text[:2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        inner = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        ids = [r[0] for r in self._conn.execute(
+            "SELECT id FROM customers WHERE id LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\' LIMIT 5000",
+            (like + "%", "%" + inner + "%"))]
+        return difflib.get_close_matches(text, ids, n=limit, cutoff=0.6)
 
     # -- the provisioning engine ----------------------------------------------------------
+    @_guarded
     def submit(self, request_id: str, order: MoveOrder) -> Request:
-        """Record the request, then execute it Requested -> InProgress -> Provisioned | Failed, atomically."""
+        """Record the request and execute it Requested -> InProgress -> Provisioned | Failed, in one transaction."""
         with self._tx() as db:
-            existing = self.request(request_id)
+            existing = self._request(request_id)
             if existing is not None:
                 return existing
-            now = utcnow()
-            db.execute("INSERT INTO requests (id, type, customer, status, submitted_at, body) "
-                       "VALUES (?, 'CustomerMove', ?, 'Requested', ?, ?)",
-                       (request_id, order.customer, now, canonical_json(order.to_json())))
-            db.execute("UPDATE requests SET status = 'InProgress' WHERE id = ?", (request_id,))
-            n_users = db.execute("SELECT COUNT(*) FROM users WHERE customer = ?", (order.customer,)).fetchone()[0]
-            subs = 1 + len(order.subscriptions) + n_users
-            problems, failed = self._refusals(order)
-            if problems:
-                db.execute("UPDATE requests SET status = 'Failed', error = ?, sub_requests = ?, "
-                           "failed_sub_requests = ?, completed_at = ? WHERE id = ?",
-                           ("; ".join(problems), subs, failed, utcnow(), request_id))
-            else:
-                self._execute(db, order)
-                db.execute("UPDATE requests SET status = 'Provisioned', sub_requests = ?, completed_at = ? "
-                           "WHERE id = ?", (subs, utcnow(), request_id))
-        got = self.request(request_id)
+            self._insert(db, request_id, order, accepted=False)
+            self._execute(db, request_id, order)
+        got = self._request(request_id)
         assert got is not None
         return got
 
+    @_guarded
+    def enqueue(self, request_id: str, order: MoveOrder) -> tuple[Request, bool]:
+        """Accept a request to run later (the served platform's workers run it): (request, created).
+
+        A known id returns the existing request and False; the caller compares bodies (`order_of`)."""
+        with self._tx() as db:
+            existing = self._request(request_id)
+            if existing is not None:
+                return existing, False
+            self._insert(db, request_id, order, accepted=True)
+        got = self._request(request_id)
+        assert got is not None
+        return got, True
+
+    @_guarded
+    def order_of(self, request_id: str) -> MoveOrder | None:
+        row = self._conn.execute("SELECT body FROM requests WHERE id = ?", (request_id,)).fetchone()
+        return MoveOrder.from_json(json.loads(row[0])) if row and row[0] else None
+
+    @_guarded
+    def accepted(self) -> list[tuple[str, str]]:
+        """(request id, customer) of the accepted requests still to run, in submission order."""
+        return [(r[0], r[1]) for r in self._conn.execute(
+            "SELECT id, customer FROM requests WHERE accepted = 1 AND status IN ('Requested', 'InProgress') "
+            "ORDER BY seq")]
+
+    @_guarded
+    def start(self, request_id: str) -> None:
+        """An accepted request is picked up: InProgress."""
+        self._conn.execute("UPDATE requests SET status = 'InProgress' WHERE id = ? AND status = 'Requested'",
+                           (request_id,))
+
+    @_guarded
+    def run(self, request_id: str) -> Request:
+        """Execute an accepted request now, atomically, exactly as submit() does; a final one is left as it is."""
+        with self._tx() as db:
+            req = self._request(request_id)
+            if req is None:
+                raise PlatformError(f"no request {request_id}")
+            if req.status in PENDING:
+                row = db.execute("SELECT body FROM requests WHERE id = ?", (request_id,)).fetchone()
+                self._execute(db, request_id, MoveOrder.from_json(json.loads(row[0])))
+        got = self._request(request_id)
+        assert got is not None
+        return got
+
+    def _insert(self, db: sqlite3.Connection, request_id: str, order: MoveOrder, accepted: bool) -> None:
+        db.execute("INSERT INTO requests (id, type, customer, status, submitted_at, body, accepted) "
+                   "VALUES (?, 'CustomerMove', ?, 'Requested', ?, ?, ?)",
+                   (request_id, order.customer, utcnow(), canonical_json(order.to_json()), int(accepted)))
+
+    def _execute(self, db: sqlite3.Connection, request_id: str, order: MoveOrder) -> None:
+        db.execute("UPDATE requests SET status = 'InProgress' WHERE id = ?", (request_id,))
+        n_users = db.execute("SELECT COUNT(*) FROM users WHERE customer = ?", (order.customer,)).fetchone()[0]
+        subs = 1 + len(order.subscriptions) + n_users
+        problems, failed = self._refusals(order)
+        if problems:
+            db.execute("UPDATE requests SET status = 'Failed', error = ?, sub_requests = ?, "
+                       "failed_sub_requests = ?, completed_at = ?, accepted = 0 WHERE id = ?",
+                       ("; ".join(problems), subs, failed, utcnow(), request_id))
+            return
+        replaced = self._move(db, order)
+        db.execute("UPDATE requests SET status = 'Provisioned', sub_requests = ?, completed_at = ?, replaced = ?, "
+                   "accepted = 0 WHERE id = ?", (subs, utcnow(), canonical_json(replaced), request_id))
+
     def _refusals(self, order: MoveOrder) -> tuple[list[str], int]:
-        rows = self.customers([order.customer, order.to_reseller])
+        rows = {row[0]: _customer(row) for row in self._conn.execute(
+            "SELECT id, name, location, parent, offerings, subscriptions FROM customers WHERE id IN (?, ?)",
+            (order.customer, order.to_reseller))}
         cust, dest = rows.get(order.customer), rows.get(order.to_reseller)
         if cust is None:
             return [f"customer {order.customer} does not exist"], 1
@@ -261,102 +378,111 @@ class SqlitePlatform:
             return [f"customer {order.customer} is a reseller and cannot be moved"], 1
         if cust.location != dest.location:
             return [f"{order.to_reseller} is in {dest.location}, {order.customer} in {cust.location}"], 1
-        held = list(self._q("SELECT id, hold FROM users WHERE customer = ? AND hold IS NOT NULL ORDER BY ord",
-                            (order.customer,)))
+        held = list(self._conn.execute(
+            "SELECT id, hold FROM users WHERE customer = ? AND hold IS NOT NULL ORDER BY ord", (order.customer,)))
         return [f"user {uid} cannot be provisioned: {reason}" for uid, reason in held], len(held)
 
-    def _execute(self, db: sqlite3.Connection, order: MoveOrder) -> None:
-        subs = {s: {"plan": x.plan, "sal": x.sal, "overrides": x.overrides}
-                for s, x in order.subscriptions.items()}
+    def _move(self, db: sqlite3.Connection, order: MoveOrder) -> dict[str, Any]:
+        """Re-parent the customer, set its subscriptions, map its users' SALs; returns what it replaced."""
+        parent, subs_json = db.execute("SELECT parent, subscriptions FROM customers WHERE id = ?",
+                                       (order.customer,)).fetchone()
+        replaced: dict[str, Any] = {"parent": parent, "subscriptions": _loads(subs_json), "users": {}}
+        subs = {s: x.to_json() for s, x in order.subscriptions.items()}
         db.execute("UPDATE customers SET parent = ?, subscriptions = ? WHERE id = ?",
                    (order.to_reseller, canonical_json(subs), order.customer))
         for service, mapping in order.sal_map.items():
             changing = {f: t for f, t in mapping.items() if f != t}
             if not changing:
                 continue
+            marks = ",".join("?" * len(changing))
+            for uid, sal in db.execute(f"SELECT user, sal FROM user_services WHERE customer = ? AND service = ? "
+                                       f"AND sal IN ({marks})", (order.customer, service, *changing)):
+                replaced["users"].setdefault(uid, {})[service] = sal
             cases = " ".join("WHEN ? THEN ?" for _ in changing)
             args: list[Any] = [x for pair in changing.items() for x in pair]
-            marks = ",".join("?" * len(changing))
             db.execute(f"UPDATE user_services SET sal = CASE sal {cases} END "
                        f"WHERE customer = ? AND service = ? AND sal IN ({marks})",
                        (*args, order.customer, service, *changing))
-        self._refresh_digest(db, order.customer)
-
-    def _refresh_digest(self, db: sqlite3.Connection, cid: str) -> None:
-        row = db.execute("SELECT id, name, location, parent, offerings, subscriptions FROM customers WHERE id = ?",
-                         (cid,)).fetchone()
-        users = (_user_doc(u.id, {s: {"sal": x.sal, "overrides": x.overrides} for s, x in u.services.items()},
-                           u.hold) for u in self.users(cid))
-        db.execute("UPDATE customers SET digest = ? WHERE id = ?", (customer_digest(_digest_head(row), users), cid))
+        return replaced
 
     # -- export ------------------------------------------------------------------------
+    @_guarded
     def export(self) -> dict[str, Any]:
+        db = self._conn
         doc: dict[str, Any] = {"apiVersion": "reconciler/v1", "kind": "Platform"}
-        doc["locations"] = [{"id": i, "name": n} for i, n in self._q("SELECT id, name FROM locations ORDER BY ord")]
+        doc["locations"] = [{"id": i, "name": n} for i, n in db.execute("SELECT id, name FROM locations ORDER BY ord")]
         doc["services"] = [
             {"id": i, "name": n, "properties": json.loads(p)}
-            for i, n, p in self._q("SELECT id, name, properties FROM services ORDER BY ord")]
+            for i, n, p in db.execute("SELECT id, name, properties FROM services ORDER BY ord")]
         users_of: dict[str, list[dict[str, Any]]] = {}
         current: dict[str, Any] | None = None
-        for uid, cid, hold, svc, sal, ov in self._q(
+        for uid, cid, hold, svc, sal, ov in db.execute(
                 "SELECT u.id, u.customer, u.hold, s.service, s.sal, s.overrides FROM users u "
                 "LEFT JOIN user_services s ON s.user = u.id ORDER BY u.customer, u.ord, s.service"):
             if current is None or current["id"] != uid:
-                current = _user_doc(uid, {}, hold)
+                current = {"id": uid, "services": {}, "hold": hold}
                 users_of.setdefault(cid, []).append(current)
             if svc is not None:
                 current["services"][svc] = {"sal": sal, "overrides": _loads(ov)}
         customers = []
-        for row in self._q("SELECT id, name, location, parent, offerings, subscriptions FROM customers ORDER BY ord"):
-            c = _digest_head(row)
-            if c.get("reseller") is None:
-                c.pop("reseller")
+        for row in db.execute("SELECT id, name, location, parent, offerings, subscriptions FROM customers "
+                              "ORDER BY ord"):
+            c = _customer(row).to_json()
+            c["name"] = row[1]
             c["users"] = users_of.get(row[0], [])
             customers.append(c)
         doc["customers"] = customers
-        doc["requests"] = [
-            {**Request(*r[:-1]).to_json(), **({"order": json.loads(r[-1])} if r[-1] else {})}
-            for r in self._q(f"SELECT {REQUEST_COLUMNS}, body FROM requests ORDER BY seq")]
+        requests = []
+        for row in db.execute(f"SELECT {REQUEST_COLUMNS}, body FROM requests ORDER BY seq"):
+            r = _request(row[:-1])
+            d = r.to_json()
+            if row[-1]:
+                d["order"] = json.loads(row[-1])
+            if r.replaced is not None:
+                d["replaced"] = r.replaced
+            requests.append(d)
+        doc["requests"] = requests
         return doc
 
 
-def _overrides_json(overrides: dict[str, Any]) -> str:
-    return canonical_json(overrides) if overrides else "{}"
-
-
-# One shape for a customer and a user, whether read from a seed or from the database: the customer
-# digest is computed over it at init and after every move, and export writes it.
-def _customer_doc(cid: str, name: str | None, location: str, parent: str | None,
-                  offerings: dict[str, Any] | None, subscriptions: dict[str, Any]) -> dict[str, Any]:
-    return {"id": cid, "name": name, "location": location, "parent": parent,
-            "reseller": None if offerings is None else {"services": offerings}, "services": subscriptions}
-
-
-def _user_doc(uid: str, services: dict[str, dict[str, Any]], hold: str | None) -> dict[str, Any]:
-    return {"id": uid, "services": services, "hold": hold}
-
-
-def _digest_head(row: tuple[Any, ...]) -> dict[str, Any]:
-    return _customer_doc(row[0], row[1], row[2], row[3], _loads(row[4]), _loads(row[5]))
-
-
 def _customer(row: tuple[Any, ...]) -> Customer:
-    cid, name, location, parent, offerings, subscriptions, digest = row
+    cid, name, location, parent, offerings, subscriptions = row
     offs = _loads(offerings)
-    return Customer(
-        id=cid, name=name or cid, location=location, parent=parent,
-        offerings=None if offs is None else {
-            s: Offering(s, tuple(o.get("plans") or ()), {k: dict(v or {}) for k, v in (o.get("sals") or {}).items()},
-                        o.get("maxUsers"))
-            for s, o in offs.items()},
-        subscriptions={s: Subscription(x["plan"], x["sal"], dict(x.get("overrides") or {}))
-                       for s, x in _loads(subscriptions).items()},
-        digest=digest,
-    )
+    return Customer.from_json({"id": cid, "name": name, "location": location, "parent": parent,
+                               "reseller": None if offs is None else {"services": offs},
+                               "services": _loads(subscriptions)})
 
 
-def init(url: str, seed_file: str, force: bool = False) -> dict[str, int]:
-    """Create the platform from a seed, all or nothing: built beside the target, then renamed over it."""
+def _request(row: tuple[Any, ...]) -> Request:
+    return Request(*row[:-1], replaced=_loads(row[-1]))  # type: ignore[misc]
+
+
+def _say(message: str) -> None:
+    from reconciler.render import clean
+
+    print(clean(message), file=sys.stderr, flush=True)
+
+
+def create_from_seed(url: str, seed: str) -> None:
+    """The database is missing and [platform] names a seed: create it, once, and say so.
+
+    Exclusive: two runs that both find it missing (a plan and an apply started together) never replace
+    each other's database; the second finds the first's and uses it."""
+    path = path_of(url)
+    try:
+        counts = init(url, seed, exclusive=True)
+    except PlatformError:
+        if path.exists():  # created by another run in the meantime: that one is the platform now
+            return
+        raise
+    _say(f"created {path} from seed {seed}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+def init(url: str, seed_file: str, force: bool = False, exclusive: bool = False) -> dict[str, int]:
+    """Create the platform from a seed, all or nothing: built beside the target, then put in its place.
+
+    Without `force`, the new database is linked into place only if nothing is there (never replacing
+    a database another process created meanwhile, nor its live -wal/-shm files)."""
     path = path_of(url)
     if path.exists() and not force:
         raise PlatformError(f"a platform already exists at {path}",
@@ -365,7 +491,8 @@ def init(url: str, seed_file: str, force: bool = False) -> dict[str, int]:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.init"):  # left by an init that was killed
         with contextlib.suppress(OSError):
-            stale.unlink()
+            if not exclusive:  # a concurrent exclusive creation may be building one right now
+                stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".init", dir=path.parent)
     os.close(fd)
     try:
@@ -383,10 +510,22 @@ def init(url: str, seed_file: str, force: bool = False) -> dict[str, int]:
             conn.close()
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):  # the old database's, never the new one's
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        os.replace(tmp, path)
+        if force:
+            for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):  # the old database's, never the new one's
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if anything is there: creation is exclusive
+            except FileExistsError:
+                raise PlatformError(f"a platform already exists at {path}",
+                                    hint="pass --force to replace it (its data and requests are lost)") from None
+            os.unlink(tmp)
+    except sqlite3.Error as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise PlatformError(f"cannot create the platform database {path}: {e}; nothing was created") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -406,40 +545,36 @@ def _write(conn: sqlite3.Connection, doc: dict[str, Any]) -> dict[str, int]:
     service_rows: list[tuple[Any, ...]] = []
     customer_rows: list[tuple[Any, ...]] = []
     for i, c in enumerate(doc["customers"]):
-        reseller = c.get("reseller")
-        offerings = None
-        if reseller is not None:
-            offerings = {s: {"plans": list(o.get("plans") or []),
-                             "sals": {k: dict(v or {}) for k, v in (o.get("sals") or {}).items()},
-                             **({"maxUsers": o["maxUsers"]} if o.get("maxUsers") is not None else {})}
-                         for s, o in (reseller.get("services") or {}).items()}
-        subs = {s: {"plan": x["plan"], "sal": x["sal"], "overrides": dict(x.get("overrides") or {})}
-                for s, x in (c.get("services") or {}).items()}
-        head = _customer_doc(c["id"], c.get("name"), c["location"], c.get("parent"), offerings, subs)
-        udocs = []
+        cust = Customer.from_json(c)
+        offerings = None if cust.offerings is None else {s: o.to_json() for s, o in cust.offerings.items()}
+        subs = {s: x.to_json() for s, x in cust.subscriptions.items()}
         for j, u in enumerate(c.get("users") or []):
-            usvc = {s: {"sal": x["sal"], "overrides": dict(x.get("overrides") or {})}
-                    for s, x in sorted((u.get("services") or {}).items())}
-            udocs.append(_user_doc(u["id"], usvc, u.get("hold")))
             user_rows.append((u["id"], c["id"], u.get("hold"), j))
-            service_rows.extend((u["id"], c["id"], s, x["sal"], _overrides_json(x["overrides"]))
-                                for s, x in usvc.items())
-        n_users += len(udocs)
+            service_rows.extend((u["id"], c["id"], s, x["sal"], _overrides_json(x.get("overrides") or {}))
+                                for s, x in sorted((u.get("services") or {}).items()))
+            n_users += 1
         customer_rows.append((c["id"], c.get("name"), c["location"], c.get("parent"),
-                              None if offerings is None else canonical_json(offerings), canonical_json(subs),
-                              customer_digest(head, udocs), i))
+                              None if offerings is None else canonical_json(offerings), canonical_json(subs), i))
         if len(service_rows) > 50_000:
             conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", user_rows)
             conn.executemany("INSERT INTO user_services VALUES (?, ?, ?, ?, ?)", service_rows)
             user_rows, service_rows = [], []
-    conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", customer_rows)
+    conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?)", customer_rows)
     conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", user_rows)
     conn.executemany("INSERT INTO user_services VALUES (?, ?, ?, ?, ?)", service_rows)
     for r in doc["requests"]:
         conn.execute("INSERT INTO requests (id, type, customer, status, error, sub_requests, failed_sub_requests, "
-                     "submitted_at, completed_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "submitted_at, completed_at, body, replaced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      (r["id"], r["type"], r["customer"], r["status"], r.get("error"), r.get("sub_requests", 0),
                       r.get("failed_sub_requests", 0), r.get("submitted_at"), r.get("completed_at"),
-                      canonical_json(r["order"]) if r.get("order") else None))
+                      canonical_json(r["order"]) if r.get("order") else None,
+                      canonical_json(r["replaced"]) if r.get("replaced") is not None else None))
     return {"locations": len(doc["locations"]), "services": len(doc["services"]),
             "customers": len(doc["customers"]), "users": n_users, "requests": len(doc["requests"])}
+
+
+def _overrides_json(overrides: dict[str, Any]) -> str:
+    return canonical_json(overrides) if overrides else "{}"
+
+
+__all__ = ["SqlitePlatform", "Subscription", "anchor", "init", "provider"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from reconciler.app import PlanResult
+from reconciler.results import PlanResult
 
 
 def _dump(value: Any) -> str:

@@ -6,9 +6,9 @@ import html
 from collections import defaultdict
 from typing import Any
 
-from reconciler.app import PlanResult
 from reconciler.planner import PlannedMove
 from reconciler.render import clean, value
+from reconciler.results import PlanResult
 
 MARKER = "<!-- reconcile-plan -->"
 LIMIT = 65_000

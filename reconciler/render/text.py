@@ -7,9 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from reconciler.app import ApplyResult, PlanResult
 from reconciler.planner import PlannedMove
 from reconciler.render import clean, value
+from reconciler.results import ApplyResult, PlanResult
 
 SYMBOL = {"move": "[yellow]~[/]", "noop": "[green]=[/]", "invalid": "[red]✗[/]"}
 REASON = {

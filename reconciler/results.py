@@ -1,0 +1,74 @@
+"""What the use cases return and the reporters read: Validation, PlanResult, ApplyResult."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler import __version__
+from reconciler.diagnostics import Diagnostic
+from reconciler.planner import Plan
+from reconciler.state import RequestRecord
+
+PLAN_FORMAT = "1.0"
+
+
+@dataclass
+class Validation:
+    diagnostics: list[Diagnostic]
+    moves: int
+    files: int
+
+    @property
+    def valid(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+@dataclass
+class PlanResult:
+    plan: Plan
+    platform_url: str
+    fingerprint: str
+    prior_state: dict[str, Any] | None
+    git_commit: str | None
+    files: int = 0
+    paths: tuple[str, ...] = ()  # as given on the command line: the next command a hint suggests uses them
+    state_location: str | None = None  # where the state is (a plan file records it; never with a password)
+
+    def head(self) -> dict[str, Any]:
+        """Everything but the moves (render.json streams those one at a time)."""
+        return {
+            "format_version": PLAN_FORMAT, "tool_version": __version__,
+            "platform": {"url": self.platform_url, "fingerprint": self.fingerprint},
+            "prior_state": self.prior_state, "git_commit": self.git_commit,
+            "applyable": self.plan.applyable, "summary": self.plan.summary(),
+            "diagnostics": [d.to_json() for d in self.plan.diagnostics],
+        }
+
+    def to_json(self, with_manifests: bool = False) -> dict[str, Any]:
+        moves = []
+        for m in self.plan.moves:
+            d = m.to_json()
+            if with_manifests:
+                d["manifest"] = m.move.document
+            moves.append(d)
+        doc = self.head()
+        doc["moves"] = moves
+        return doc
+
+
+@dataclass
+class ApplyResult:
+    plan: PlanResult
+    applied: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (name, error)
+    in_progress: list[str] = field(default_factory=list)  # submitted, not final when apply stopped waiting
+    requests: list[RequestRecord] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # not attempted after a failure or a stop
+    declined: bool = False
+    state_written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.declined

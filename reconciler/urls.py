@@ -1,0 +1,31 @@
+"""URLs as they may be shown: never with a password or a token in them."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_SECRET_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "sslpassword", "auth")
+
+
+def scheme_of(url: str) -> str:
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep and head else ""
+
+
+def redact(url: str) -> str:
+    """`postgres://u:pw@db/x?password=p` -> `postgres://u@db/x?password=***`: safe for logs, errors and files."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a URL that does not parse>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{hostport}" if user else hostport
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_KEYS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in pairs], safe="*/")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
