@@ -172,7 +172,8 @@ Approver = Callable[[PlanResult], bool]
 
 def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None = None,
           approve: Approver = lambda _: True, progress: applier.Progress | None = None,
-          lock_timeout: float = 0.0, on_plan: Callable[[PlanResult], None] | None = None) -> ApplyResult:
+          lock_timeout: float = 0.0, on_plan: Callable[[PlanResult], None] | None = None,
+          options: applier.Options | None = None) -> ApplyResult:
     saved: dict[str, Any] | None = None
     if plan_file:
         saved, moves = read_plan_file(plan_file)
@@ -213,7 +214,8 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                 if todo and not approve(result.plan):
                     result.declined = True
                 elif todo:
-                    applier.execute(todo, st, platform, writer, result, commit, progress, sig)
+                    result.waited = (options or applier.Options()).wait
+                    applier.execute(todo, st, platform, writer, result, commit, progress, sig, options)
                 result.state_written = writer.writes > 0
                 return result
             finally:

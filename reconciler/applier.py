@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
 from reconciler import audit
-from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted
+from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, PlatformError, RequestRejected
 from reconciler.model import TERMINAL, Customer, MoveOrder, Request, customer_fingerprint, utcnow
 from reconciler.planner import PlannedMove
 from reconciler.platforms.base import Platform
 from reconciler.results import ApplyResult
 from reconciler.state import Journal, ManifestRef, MoveRecord, RequestRecord, State
 
-Progress = Callable[[PlannedMove, int, int], None]
 POLL_FIRST, POLL_MAX = 0.05, 2.0  # seconds between polls of a request that is not final yet
 
 
@@ -46,13 +50,13 @@ class Signals:
                 signal.signal(s, h)
 
     @contextlib.contextmanager
-    def move_in_flight(self) -> Iterator[None]:
+    def deferred(self) -> Iterator[None]:
+        """While moves run: a signal is only noted; the execution stops submitting and winds down."""
         self.deferring = True
         try:
             yield
         finally:
             self.deferring = False
-        self.check()
 
     def check(self) -> None:
         if self.caught is not None:
@@ -62,11 +66,14 @@ class Signals:
 
 
 # -- what the platform says ---------------------------------------------------------------------------
-def wait(platform: Platform, req: Request, deadline: float) -> Request:
-    """Poll a request with backoff until it is final or the deadline (time.monotonic()) passes."""
+def wait(platform: Platform, req: Request, deadline: float, stop: threading.Event | None = None) -> Request:
+    """Poll a request with backoff until it is final, the deadline (time.monotonic()) passes or `stop` is set."""
     delay = POLL_FIRST
     while not req.final and time.monotonic() < deadline:
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        if stop is not None and stop.wait(min(delay, max(0.0, deadline - time.monotonic()))):
+            break
+        if stop is None:
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, POLL_MAX)
         got = platform.request(req.id)
         if got is None:  # the platform forgot a request it accepted: nothing more to wait for
@@ -155,95 +162,248 @@ def _done(st: State, name: str) -> bool:
     return rec is not None and rec.done
 
 
-def _groups(moves: list[PlannedMove]) -> Iterator[list[PlannedMove]]:
-    """Moves journaled together: a few per state write, and a customer at most once per group
-    (its applied_serial must order its moves)."""
-    size = max(4, min(256, len(moves) // 16))
-    group: list[PlannedMove] = []
-    customers: set[str] = set()
-    for pm in moves:
-        if len(group) >= size or pm.customer in customers:
-            yield group
-            group, customers = [], set()
-        group.append(pm)
-        customers.add(pm.customer)
-    if group:
-        yield group
+@dataclass(frozen=True)
+class Options:
+    """How apply runs the moves (contract section 10)."""
+
+    parallelism: int = 4  # moves in flight at once; 1 = strictly one after another
+    wait_timeout: float = 3600.0  # seconds, for the whole run: then no new move is submitted
+    wait: bool = True  # False (--no-wait): submit, record in-progress, do not wait for the outcome
+
+
+class Progress(Protocol):
+    """What a reporter hears while moves run (called from the main thread only)."""
+
+    def begin(self, total: int) -> None: ...
+
+    def started(self, pm: PlannedMove) -> None: ...
+
+    def finished(self, pm: PlannedMove, outcome: str, request: Request | None, seconds: float) -> None: ...
+
+
+FLUSH_SECONDS = 1.0  # recorded outcomes reach the state at least this often (and before any new journal write)
+SIGNAL_GRACE = 30.0  # after Ctrl-C/SIGTERM, how long moves in flight get to return before the run stops
+
+
+@dataclass
+class _Flight:
+    pm: PlannedMove
+    future: Future[Request]
+    since: float
+
+
+def _run_in_thread(fn: Callable[[], Request]) -> Future[Request]:
+    """One daemon thread per move in flight (at most --parallelism): a call stuck in the network never keeps
+    the process from exiting after a signal; its move is journaled, so the next apply resumes it."""
+    fut: Future[Request] = Future()
+
+    def run() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn())
+        except BaseException as e:  # handed to the main thread, which decides
+            fut.set_exception(e)
+
+    threading.Thread(target=run, daemon=True, name="reconcile-move").start()
+    return fut
+
+
+class _Execution:
+    """Runs the moves with up to N in flight. Only the main thread touches the state and the journal.
+
+    Journal-ahead: moves are journaled (their request ids in the state) in chunks before any of them is
+    submitted, so a 1,000-move apply writes the state a few dozen times, not 2,000; outcomes are written
+    with the next chunk, at least every FLUSH_SECONDS, and at the end. A journaled move that was never
+    submitted is rolled back to its previous record when the run stops early (it did not happen)."""
+
+    def __init__(self, moves: list[PlannedMove], st: State, platform: Platform, writer: Journal,
+                 result: ApplyResult, commit: str | None, progress: Progress | None, sig: Signals,
+                 opts: Options) -> None:
+        self.moves, self.st, self.platform, self.writer = moves, st, platform, writer
+        self.result, self.commit, self.progress, self.sig, self.opts = result, commit, progress, sig, opts
+        self.who = audit.actor()  # once per run: it may ask git
+        self.deadline = time.monotonic() + opts.wait_timeout
+        self.stop = threading.Event()  # tells the waiting threads to return what they have
+        self.before: dict[str, MoveRecord | None] = {}  # journaled, not yet started: the record to restore
+        self.started: set[str] = set()
+        self.dirty: set[str] = set()  # records changed since the last write
+        self.dirty_customers: set[str] = set()  # customers with an outcome not written yet
+        self.last_flush = time.monotonic()
+        self.write_failed = False
+        self.reported: dict[str, RequestRecord] = {}  # the request each move ran, for the result
+        self.chunk = max(opts.parallelism, min(256, len(moves) // 16))
+
+    # -- state --------------------------------------------------------------------------------
+    def flush(self) -> None:
+        if self.dirty and not self.write_failed:
+            try:
+                self.writer.commit(*sorted(self.dirty))
+            except BaseException:
+                self.write_failed = True  # the state on disk is the last good one: never retried in this run
+                raise
+            self.dirty.clear()
+            self.dirty_customers.clear()
+        self.last_flush = time.monotonic()
+
+    def journal_ahead(self, first: PlannedMove, queue: list[PlannedMove]) -> None:
+        """Journal `first` and the next chunk of queued moves, with the outcomes recorded so far, in one write."""
+        rest = [pm for pm in queue if pm is not first and pm.name not in self.before and pm.name not in self.started]
+        for pm in [first, *rest[:self.chunk - 1]]:
+            self.before[pm.name] = self.st.moves[pm.name].model_copy(deep=True) if pm.name in self.st.moves else None
+            _journal(pm, self.st, self.platform, self.result, self.commit, self.who)
+            self.dirty.add(pm.name)
+        self.flush()  # journaled before submitted: a crash from here on resumes under these ids
+
+    def record(self, flight: _Flight, req: Request | None, error: BaseException | None) -> str:
+        """Record what a move's thread returned; the outcome: applied, failed, in-progress."""
+        pm = flight.pm
+        rec = self.st.moves[pm.name]
+        if pm.customer in self.dirty_customers:
+            self.flush()  # one customer's outcomes go in separate writes: applied_serial orders its moves
+        last = rec.last_request
+        assert last is not None
+        outcome = "in-progress"
+        if isinstance(error, RequestRejected):
+            last.status, last.error, last.completed_at = "Failed", error.message, utcnow()
+            record_outcome(self.st, rec, self.platform, Request(last.id, "CustomerMove", pm.customer, "Failed",
+                                                                error=error.message), self.who, pm.order)
+            self.result.failed.append((pm.name, error.message))
+            outcome = "failed"
+        elif req is not None:
+            record_request(last, req)
+            self.reported[pm.name] = last
+            if req.final:
+                why = record_outcome(self.st, rec, self.platform, req, self.who, pm.order)
+                if why is None:
+                    self.result.applied.append(pm.name)
+                    outcome = "applied"
+                else:
+                    self.result.failed.append((pm.name, why))
+                    outcome = "failed"
+        if outcome == "in-progress":
+            self.result.in_progress.append(pm.name)
+        self.dirty.add(pm.name)
+        self.dirty_customers.add(pm.customer)
+        if self.progress:
+            self.progress.finished(pm, outcome, req, time.monotonic() - flight.since)
+        return outcome
+
+    def rollback_unstarted(self) -> None:
+        for name, prev in self.before.items():
+            if name in self.started:
+                continue
+            if prev is None:
+                self.st.moves.pop(name, None)
+            else:
+                self.st.moves[name] = prev
+            self.dirty.add(name)
+        self.before.clear()
+
+    def _report_in_plan_order(self) -> None:
+        """Moves finish in any order with N > 1; the result lists them in plan order, for every N."""
+        order = {pm.name: i for i, pm in enumerate(self.moves)}
+        r = self.result
+        r.applied.sort(key=order.__getitem__)
+        r.failed.sort(key=lambda f: order[f[0]])
+        r.in_progress.sort(key=order.__getitem__)
+        r.requests += [self.reported[n] for n in sorted(self.reported, key=order.__getitem__)]
+
+    # -- threads --------------------------------------------------------------------------------
+    def launch(self, pm: PlannedMove) -> _Flight:
+        assert pm.order is not None and pm.request_id is not None
+        prev = self.before.pop(pm.name, None)
+        resumed = prev is not None and prev.last_request is not None and prev.last_request.id == pm.request_id
+        self.started.add(pm.name)  # from here on it may have reached the platform
+        platform, order, rid, opts, deadline, stop = (self.platform, pm.order, pm.request_id, self.opts,
+                                                      self.deadline, self.stop)
+
+        def run() -> Request:
+            req = _submit(platform, rid, order, resumed)
+            return wait(platform, req, deadline, stop) if opts.wait else req
+
+        if self.progress:
+            self.progress.started(pm)
+        return _Flight(pm, _run_in_thread(run), time.monotonic())
+
+    def run(self) -> None:
+        queue = [pm for pm in self.moves if pm.action == "move"]
+        adoptions = [pm for pm in self.moves if pm.action != "move"]
+        for pm in adoptions:
+            _journal(pm, self.st, self.platform, self.result, self.commit, self.who)
+            self.dirty.add(pm.name)
+        if self.progress:
+            self.progress.begin(len(queue))
+        in_flight: dict[Future[Request], _Flight] = {}
+        stopping: str | None = None  # why no new move is submitted: failed, deadline, signal
+        unknown: PlatformError | None = None
+        try:
+            while queue or in_flight:
+                if self.sig.caught is not None and stopping != "signal":
+                    stopping = "signal"
+                    self.stop.set()
+                if stopping is None and time.monotonic() >= self.deadline:
+                    stopping = "deadline"
+                # launch what may start: free slot, customer not busy, in plan order
+                if stopping is None:
+                    busy = {f.pm.customer for f in in_flight.values()}
+                    waiting: set[str] = set()
+                    for pm in list(queue):
+                        if len(in_flight) >= self.opts.parallelism:
+                            break
+                        if pm.customer in busy or pm.customer in waiting:
+                            waiting.add(pm.customer)  # a customer's moves go one after another, in plan order
+                            continue
+                        if pm.name not in self.before:
+                            self.journal_ahead(pm, queue)
+                        queue.remove(pm)
+                        f = self.launch(pm)
+                        in_flight[f.future] = f
+                        busy.add(pm.customer)
+                else:
+                    self.result.pending += [pm.name for pm in queue]
+                    queue.clear()
+                if not in_flight:
+                    break
+                timeout = SIGNAL_GRACE if stopping == "signal" else 0.2
+                done, _ = wait_futures(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+                if stopping == "signal" and not done:
+                    break  # the grace is over: what is still running stays in-progress
+                for fut in done:
+                    flight = in_flight.pop(fut)
+                    error = fut.exception()
+                    if error is not None and not isinstance(error, RequestRejected):
+                        if not isinstance(error, PlatformError):
+                            raise error
+                        unknown = unknown or error  # outcome unknown: the move stays in-progress
+                        self.record(flight, None, None)
+                        stopping = stopping or "failed"
+                        continue
+                    outcome = self.record(flight, fut.result() if error is None else None, error)
+                    if outcome == "failed" and stopping is None:
+                        stopping = "failed"
+                    elif outcome == "in-progress" and self.opts.wait and stopping is None:
+                        stopping = "deadline"
+                if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+                    self.flush()
+        finally:
+            self.stop.set()
+            for flight in in_flight.values():  # stopped by a signal or an error: left running
+                self.result.in_progress.append(flight.pm.name)
+            self.result.pending += [pm.name for pm in queue if pm.name not in self.started]
+            self.rollback_unstarted()
+            self._report_in_plan_order()
+            self.flush()
+        if unknown is not None:
+            raise unknown  # the moves it concerns stay in-progress: the next apply asks before resubmitting
+        self.sig.check()
 
 
 def execute(moves: list[PlannedMove], st: State, platform: Platform, writer: Journal, result: ApplyResult,
-            commit: str | None, progress: Progress | None, sig: Signals, wait_timeout: float = 3600.0) -> None:
-    """Journal a group's requests in one write, submit them one by one, record the outcomes in one write.
-
-    Every request is in the state before it is submitted, as contract section 7 asks; grouping keeps a
-    1,000-move apply from rewriting the whole state file 2,000 times.
-    """
-    who = audit.actor()  # once per run: it may ask git
-    deadline = time.monotonic() + wait_timeout
-    done = 0
-    for group in _groups(moves):
-        def tick(pm: PlannedMove, k: int, offset: int = done) -> None:
-            if progress:
-                progress(pm, offset + k, len(moves))
-
-        stopped = _execute_group(group, st, platform, writer, result, commit, who, sig, tick, deadline)
-        done += len(group)
-        if stopped:
-            result.pending += [m.name for m in moves[done:]]
-            return
-
-
-def _execute_group(group: list[PlannedMove], st: State, platform: Platform, writer: Journal,
-                   result: ApplyResult, commit: str | None, who: str, sig: Signals,
-                   progress: Callable[[PlannedMove, int], None], deadline: float) -> bool:
-    """True when apply stops here (a request failed, or the deadline passed with one still running)."""
-    before = {pm.name: (st.moves[pm.name].model_copy(deep=True) if pm.name in st.moves else None) for pm in group}
-    for pm in group:
-        _journal(pm, st, platform, result, commit, who)
-    writer.commit(*before)  # journaled before submitted: a crash from here on resumes under these ids
-    submitted: set[str] = set()
-    if all(pm.action != "move" for pm in group):
-        return False  # adoptions only: recorded already
-    try:
-        for k, pm in enumerate(group):
-            if pm.action != "move":
-                continue
-            progress(pm, k)
-            assert pm.order is not None and pm.request_id is not None
-            prev = before[pm.name]
-            resumed = prev is not None and prev.last_request is not None and prev.last_request.id == pm.request_id
-            with sig.move_in_flight():
-                req = _submit(platform, pm.request_id, pm.order, resumed)
-                submitted.add(pm.name)
-                req = wait(platform, req, deadline)
-                rec = st.moves[pm.name]
-                last = rec.last_request
-                assert last is not None
-                record_request(last, req)
-                result.requests.append(last)
-                error = None
-                if req.final:
-                    error = record_outcome(st, rec, platform, req, who, pm.order)
-            if not req.final:
-                result.in_progress.append(pm.name)
-                result.pending += [m.name for m in group[k + 1:]]
-                return True
-            if error is not None:
-                result.failed.append((pm.name, error))
-                result.pending += [m.name for m in group[k + 1:]]
-                return True
-            result.applied.append(pm.name)
-        return False
-    finally:
-        # A failure or a signal stopped the group: what was journaled but never submitted did not happen.
-        for pm in group:
-            if pm.action == "move" and pm.name not in submitted:
-                prev = before[pm.name]
-                if prev is None:
-                    st.moves.pop(pm.name, None)
-                else:
-                    st.moves[pm.name] = prev
-        writer.commit(*before)
+            commit: str | None, progress: Progress | None, sig: Signals, opts: Options | None = None) -> None:
+    """Run the planned moves (and record adoptions) with up to opts.parallelism in flight."""
+    with sig.deferred():
+        _Execution(moves, st, platform, writer, result, commit, progress, sig, opts or Options()).run()
 
 
 def _submit(platform: Platform, request_id: str, order: MoveOrder, resumed: bool) -> Request:

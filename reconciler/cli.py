@@ -15,12 +15,14 @@ import yaml
 from rich.console import Console
 
 from reconciler import __version__, app, config, newmove
+from reconciler.applier import Options
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_SIGTERM, Interrupted, ReconcilerError
 from reconciler.render import clean, clean_lines
 from reconciler.render import json as json_out
 from reconciler.render import markdown as md_out
 from reconciler.render import text as text_out
+from reconciler.render.progress import ApplyProgress
 from reconciler.results import PlanResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -181,16 +183,29 @@ def _show_users(raw: str) -> int | None:
 @click.option("--auto-approve", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS",
               help="Wait this long for another run's state lock.")
+@click.option("--parallelism", type=click.IntRange(min=1, max=256), default=4, show_default=True, metavar="N",
+              help="Moves in flight at once (one customer's moves always go one after another); 1 = in order.")
+@click.option("--wait-timeout", type=click.FloatRange(min=0), default=3600, show_default=True, metavar="SECONDS",
+              help="Deadline for the whole run: then no new move is submitted, and moves still running on the "
+                   "platform stay in-progress (exit 1; `reconcile status` finishes them later).")
+@click.option("--no-wait", is_flag=True, help="Submit, record in-progress and exit 0 without waiting for the "
+                                              "platform; `reconcile status` records the outcomes later.")
 @platform_option
 @state_option
 def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, lock_timeout: float,
-          platform_url: str | None, state_path: str | None) -> None:
+          parallelism: int, wait_timeout: float, no_wait: bool, platform_url: str | None,
+          state_path: str | None) -> None:
     """Provision the planned moves, once, journaled in the state file.
 
     Re-checks every rule against the live platform and applies nothing if any move is
     invalid. Each request is journaled before it is submitted, so a re-run after a crash
     resumes it under the same id and never duplicates it; a re-run after a failure submits
-    a new attempt. Apply stops at the first failed move.
+    a new attempt. Up to --parallelism moves run at once; after the first failure no new
+    move is submitted, and those in flight are waited for and recorded.
+
+    \b
+    Ctrl-C or SIGTERM: no new move is submitted, moves in flight are recorded (in-progress
+    when the platform has not finished them), exit 130 or 143; run apply again to resume.
     """
     if bool(paths) == bool(plan_file):
         raise click.UsageError("give manifest PATHs or --plan PLANFILE (one of them)")
@@ -211,11 +226,14 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
         answer = click.prompt("\nApply these changes? Only 'yes' is accepted", default="", show_default=False)
         return bool(answer.strip() == "yes")
 
-    progress = _progress(out)
-    result = app.apply(settings, paths, plan_file, approve=approve, progress=progress.update,
-                       lock_timeout=lock_timeout, on_plan=show)
-    progress.stop()
-    if result.declined or result.applied or result.adopted or result.failed:
+    progress = ApplyProgress(out)
+    try:
+        result = app.apply(settings, paths, plan_file, approve=approve, progress=progress,
+                           lock_timeout=lock_timeout, on_plan=show,
+                           options=Options(parallelism=parallelism, wait_timeout=wait_timeout, wait=not no_wait))
+    finally:
+        progress.stop()
+    if result.declined or result.applied or result.adopted or result.failed or result.in_progress:
         out.print()
         text_out.apply_result(out, result)
     elif result.state_written:
@@ -223,31 +241,6 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     else:
         out.print("Nothing to apply: the state file was left as it was.")
     sys.exit(EXIT_OK if result.ok else EXIT_ERROR)
-
-
-class _progress:
-    """A progress bar on a terminal for batches; silent elsewhere (CI logs stay clean)."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bar: Any = None
-        self.task: Any = None
-
-    def update(self, pm: Any, i: int, total: int) -> None:
-        if not self.console.is_terminal or total < 2:
-            return
-        if self.bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                TextColumn("{task.description}"), console=self.console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=i, description=clean(pm.name))
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 @cli.command()

@@ -31,6 +31,12 @@ class PlatformError(ReconcilerError):
     """The platform cannot be reached, is not a reconciler platform, or refused a seed."""
 
 
+class RequestRejected(PlatformError):
+    """The platform answered a submit with a definite no (e.g. the id exists with another body): the request
+    did not and will not run, so apply records it as the move's failure. Any other PlatformError during a
+    submit leaves the outcome unknown: the move stays in-progress and the next apply asks again."""
+
+
 class StateError(ReconcilerError):
     """The state file cannot be read or written."""
 

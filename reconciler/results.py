@@ -68,7 +68,8 @@ class ApplyResult:
     pending: list[str] = field(default_factory=list)  # not attempted after a failure or a stop
     declined: bool = False
     state_written: bool = False
+    waited: bool = True  # False with --no-wait: in-progress moves are the expected outcome
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.declined
+        return not self.failed and not self.declined and not (self.in_progress and self.waited)

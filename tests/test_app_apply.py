@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from reconciler import app
+from reconciler import app, applier
 from reconciler.errors import ReconcilerError, StalePlan
 from reconciler.model import Request
 from reconciler.platforms.sqlite import SqlitePlatform
@@ -62,7 +62,7 @@ def test_a_failed_request_records_failed_exits_1_and_stops(recon: Recon) -> None
     recon.copy_moves()
     acme_before = recon.customer("acme")
     first = rid(recon, ACME)
-    ran = recon.cli("apply", "--auto-approve", "moves")
+    ran = recon.cli("apply", "--auto-approve", "--parallelism", "1", "moves")  # one after another, in plan order
     assert ran.code == 1, ran
     assert "Apply complete: 1 applied, 0 adopted, 1 failed, 2 requests submitted." in ran.out
     assert f"{ACME} failed: {HOLD}" in ran.out
@@ -88,7 +88,7 @@ def test_a_failed_request_records_failed_exits_1_and_stops(recon: Recon) -> None
 def test_the_apply_result_names_failed_and_pending_moves(recon: Recon) -> None:
     recon.copy_moves()
     planned = next_ids(recon)
-    result = app.apply(recon.settings(), [str(recon.moves)])
+    result = app.apply(recon.settings(), [str(recon.moves)], options=applier.Options(parallelism=1))
     assert not result.ok
     assert (result.applied, result.adopted, result.failed, result.pending) == (
         [GLOBEX], [], [(ACME, HOLD)], [HOOLI])
@@ -99,11 +99,11 @@ def test_the_apply_result_names_failed_and_pending_moves(recon: Recon) -> None:
 def test_a_rerun_after_a_failure_submits_a_new_attempt_then_applies_once_the_hold_is_cleared(recon: Recon) -> None:
     recon.copy_moves()
     first = rid(recon, ACME)
-    assert recon.cli("apply", "--auto-approve", "moves").code == 1
+    assert recon.cli("apply", "--auto-approve", "--parallelism", "1", "moves").code == 1
 
     # Still on hold: attempt 2, under a new id, fails again; hooli still waits.
     second = rid(recon, ACME)
-    ran = recon.cli("apply", "--auto-approve", "moves")
+    ran = recon.cli("apply", "--auto-approve", "--parallelism", "1", "moves")
     assert ran.code == 1, ran
     assert "Apply complete: 0 applied, 0 adopted, 1 failed, 1 requests submitted." in ran.out
     st = recon.state_json()

@@ -410,9 +410,10 @@ class SqlitePlatform:
     def export(self) -> dict[str, Any]:
         db = self._conn
         doc: dict[str, Any] = {"apiVersion": "reconciler/v1", "kind": "Platform"}
-        doc["locations"] = [{"id": i, "name": n} for i, n in db.execute("SELECT id, name FROM locations ORDER BY ord")]
+        # A name is optional in a seed: an unnamed one is left out, so that every export seeds again.
+        doc["locations"] = [_named({"id": i}, n) for i, n in db.execute("SELECT id, name FROM locations ORDER BY ord")]
         doc["services"] = [
-            {"id": i, "name": n, "properties": json.loads(p)}
+            {**_named({"id": i}, n), "properties": json.loads(p)}
             for i, n, p in db.execute("SELECT id, name, properties FROM services ORDER BY ord")]
         users_of: dict[str, list[dict[str, Any]]] = {}
         current: dict[str, Any] | None = None
@@ -428,7 +429,8 @@ class SqlitePlatform:
         for row in db.execute("SELECT id, name, location, parent, offerings, subscriptions FROM customers "
                               "ORDER BY ord"):
             c = _customer(row).to_json()
-            c["name"] = row[1]
+            if row[1] is None:
+                c.pop("name", None)
             c["users"] = users_of.get(row[0], [])
             customers.append(c)
         doc["customers"] = customers
@@ -443,6 +445,12 @@ class SqlitePlatform:
             requests.append(d)
         doc["requests"] = requests
         return doc
+
+
+def _named(d: dict[str, Any], name: str | None) -> dict[str, Any]:
+    if name is not None:
+        d["name"] = name
+    return d
 
 
 def _customer(row: tuple[Any, ...]) -> Customer:

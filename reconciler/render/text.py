@@ -119,8 +119,18 @@ def apply_result(console: Console, r: ApplyResult) -> None:
                   f"{len(r.failed)} failed, {n_req} requests submitted.[/]")
     for name, err in r.failed:
         console.print(f"[red]  {e(name)} failed: {e(err)}[/]")
+    if r.in_progress:
+        shown = f"{e(', '.join(r.in_progress[:10]))}{' …' if len(r.in_progress) > 10 else ''}"
+        if r.waited:
+            console.print(f"[yellow]  {len(r.in_progress)} move(s) still in progress on the platform when apply "
+                          f"stopped waiting: {shown}[/]")
+        else:
+            console.print(f"  {len(r.in_progress)} move(s) submitted, not waited for (--no-wait): {shown}")
+        console.print("  They are recorded in-progress: `reconcile status` records their outcome once the platform "
+                      "has finished them; `reconcile apply` does too, then goes on with the rest.")
     if r.pending:
-        console.print(f"[yellow]  {len(r.pending)} move(s) not attempted after the failure: "
+        why = "after the failure" if r.failed else "before apply stopped"
+        console.print(f"[yellow]  {len(r.pending)} move(s) not attempted {why}: "
                       f"{e(', '.join(r.pending[:10]))}{' …' if len(r.pending) > 10 else ''}[/]")
     if r.failed:
         console.print("  Fix the cause, then run apply again: it submits a new attempt for the failed move.")
