@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler import applier, audit, manifests, planner, schema
+from reconciler import revert as revert_
 from reconciler.config import Settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ReconcilerError, StalePlan
@@ -336,3 +337,23 @@ def history(settings: Settings, customer: str | None = None) -> list[dict[str, A
     order = {name: i for i, name in enumerate(st.moves)}
     entries.sort(key=lambda e: (e.get("applied_serial") or 1 << 62, order[e["name"]]))
     return entries
+
+
+# -- revert ---------------------------------------------------------------------------------
+def revert(settings: Settings, name: str) -> revert_.Revert:
+    """A manifest moving the customer of the applied move `name` back (contract section 12)."""
+    store = open_store(settings.state)
+    try:
+        st = store.load()
+    finally:
+        store.close()
+    rec = revert_.check_revertible(name, st)
+    platform = _open(settings)
+    try:
+        last = rec.last_request
+        req = platform.request(last.id) if last is not None else None
+        cust = platform.customers([rec.customer]).get(rec.customer)
+        users = platform.users([rec.customer]).get(rec.customer, []) if cust is not None else []
+        return revert_.build(name, rec, cust, req.replaced if req is not None else None, users, platform.catalog())
+    finally:
+        platform.close()

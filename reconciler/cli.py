@@ -319,6 +319,28 @@ def new_move(customer: str, reseller: str, platform_url: str | None) -> None:
     click.echo(newmove.render(settings, customer, reseller), nl=False)
 
 
+@cli.command()
+@click.argument("name")
+@platform_option
+@state_option
+def revert(name: str, platform_url: str | None, state_path: str | None) -> None:
+    """Print a manifest that moves the customer of applied move NAME back where it came from.
+
+    Built from the platform's record of what NAME's request replaced: the previous reseller,
+    each service's plan, the reverse SAL mappings and the customer overrides the move changed
+    (a sensitive value is never written: a comment names it). Save it, plan it, review it:
+
+    \b
+      reconcile revert acme-to-northwind > moves/acme-to-northwind-revert.yaml
+      reconcile plan moves/acme-to-northwind-revert.yaml
+    """
+    settings = config.resolve(platform_url, state_path)
+    result = app.revert(settings, name)
+    for w in result.warnings:
+        click.echo(f"warning: {clean(w)}", err=True)
+    click.echo(result.manifest, nl=False)
+
+
 @cli.group()
 def platform() -> None:
     """Create and inspect the embedded platform (sqlite:///PATH)."""
