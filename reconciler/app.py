@@ -18,7 +18,7 @@ from reconciler.model import User, sha256_of
 from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
-from reconciler.results import PLAN_FORMAT, ApplyResult, PlanResult, Validation
+from reconciler.results import PLAN_FORMAT, ApplyResult, DriftReport, PlanResult, Validation
 from reconciler.state import Journal, State, StateStore, open_store
 from reconciler.yamlsafe import Doc
 
@@ -357,3 +357,42 @@ def revert(settings: Settings, name: str) -> revert_.Revert:
         return revert_.build(name, rec, cust, req.replaced if req is not None else None, users, platform.catalog())
     finally:
         platform.close()
+
+
+# -- drift ----------------------------------------------------------------------------------
+def drift(paths: Sequence[str], settings: Settings) -> DriftReport:
+    """Every applied move among the manifests, compared with the platform (contract section 12)."""
+    store = open_store(settings.state)
+    try:
+        st = store.load()
+    finally:
+        store.close()
+    loaded = manifests.load(paths, st.known() if st else None)
+    if any(d.is_error for d in loaded.diagnostics):
+        raise ReconcilerError("the manifests have errors (see above); drift compares valid manifests only",
+                              hint="`reconcile validate` shows every problem")
+    report = DriftReport(diagnostics=loaded.diagnostics)
+    if st is None:
+        report.skipped = [m.name for m in loaded.moves]
+        return report
+    latest = st.latest_done()
+    applied = []
+    for m in loaded.moves:
+        rec = st.moves.get(m.name)
+        if rec is not None and rec.done and rec.manifest.sha256 == m.digest and latest.get(rec.customer, (0, ""))[1] \
+                == m.name:
+            applied.append(m)
+        else:
+            report.skipped.append(m.name)
+    platform = _open(settings)
+    try:
+        snap, _ = snapshot(platform, applied, None)
+        for m in applied:
+            report.compared += 1
+            diffs = planner.differences(m, snap)
+            if diffs:
+                report.drifted.append({"move": m.name, "customer": m.customer, "file": m.file, "line": m.line,
+                                       "differences": diffs})
+    finally:
+        platform.close()
+    return report

@@ -19,6 +19,7 @@ from reconciler.applier import Options
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_SIGTERM, Interrupted, ReconcilerError
 from reconciler.render import clean, clean_lines
+from reconciler.render import drift as drift_out
 from reconciler.render import json as json_out
 from reconciler.render import markdown as md_out
 from reconciler.render import text as text_out
@@ -317,6 +318,37 @@ def new_move(customer: str, reseller: str, platform_url: str | None) -> None:
     """
     settings = config.resolve(platform_url, None)
     click.echo(newmove.render(settings, customer, reseller), nl=False)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "github"]), default="text",
+              show_default=True, help="json: {drifted: [{move, customer, differences}]}; markdown for an issue; "
+                                      "github: text plus a warning annotation per drifted move.")
+@platform_option
+@state_option
+def drift(paths: tuple[str, ...], fmt: str, platform_url: str | None, state_path: str | None) -> None:
+    """Compare every applied move among the manifests with the platform.
+
+    A move has drifted when re-planning it would change something: the customer is no
+    longer under its destination, or a plan or customer override it set differs. Changes
+    nothing. Exit 0 when nothing drifted, 2 when something did, 1 on error. On a schedule:
+
+    \b
+      reconcile drift moves/ --format markdown > drift.md || test $? -eq 2
+    """
+    settings = config.resolve(platform_url, state_path)
+    report = app.drift(paths, settings)
+    _emit_diagnostics(report.diagnostics)
+    if fmt == "json":
+        click.echo(json_out.dumps(report.to_json()))
+    elif fmt == "markdown":
+        click.echo(drift_out.markdown(report), nl=False)
+    else:
+        click.echo(drift_out.text(report))
+        if fmt == "github":
+            _emit_diagnostics(drift_out.diagnostics(report), github=True)
+    sys.exit(EXIT_CHANGES if report.drifted else EXIT_OK)
 
 
 @cli.command()

@@ -357,6 +357,41 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
     return Plan(out, list(diagnostics))
 
 
+def differences(move: Move, snap: Snapshot) -> list[dict[str, Any]]:
+    """How the platform differs from what the applied `move` set: [] when re-planning it would change nothing
+    (a user's SAL changed within the destination's offering is the platform's own business, not drift)."""
+    cust = snap.customers.get(move.customer)
+    if cust is None:
+        return [{"path": "customer", "platform": None, "expected": move.customer}]
+    out: list[dict[str, Any]] = []
+    if cust.parent != move.to_reseller:
+        out.append({"path": "parent", "platform": cust.parent, "expected": move.to_reseller})
+    ev = evaluate(move, View(snap))
+    for d in ev.diagnostics:
+        if d.is_error:
+            out.append({"path": d.path or "$", "platform": d.message, "expected": None})
+    if ev.change is None:  # a rule no longer holds: what it says is the difference
+        return out
+    if not ev.change.needed:
+        return []
+    for s in ev.change.services:
+        svc = s["service"]
+        if s["plan"]["from"] != s["plan"]["to"]:
+            out.append({"path": f"services.{svc}.plan", "platform": s["plan"]["from"], "expected": s["plan"]["to"]})
+        sub = cust.subscriptions.get(svc)
+        want = ev.change.order.subscriptions.get(svc)
+        if sub is not None and want is not None and sub.sal != want.sal:
+            out.append({"path": f"services.{svc}.sal", "platform": sub.sal, "expected": want.sal})
+        for k, ch in s["customer_properties"].items():
+            out.append({"path": f"services.{svc}.properties.{k}", "platform": ch["from"], "expected": ch["to"]})
+    for u in ev.change.users:
+        for us in u["services"]:
+            if us["sal"]["from"] != us["sal"]["to"]:  # a SAL the destination does not map to itself
+                out.append({"path": f"users.{u['user']}.{us['service']}.sal", "platform": us["sal"]["from"],
+                            "expected": us["sal"]["to"]})
+    return out
+
+
 def _resumable(rec: MoveRecord | None, digest: str) -> str | None:
     """The request id to resume: the record's last request, journaled but never finished."""
     if rec is None or rec.status != "in-progress" or rec.manifest.sha256 != digest:

@@ -73,3 +73,16 @@ class ApplyResult:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.declined and not (self.in_progress and self.waited)
+
+
+@dataclass
+class DriftReport:
+    """`reconcile drift`: the applied moves whose customer no longer matches them on the platform."""
+
+    drifted: list[dict[str, Any]] = field(default_factory=list)  # {move, customer, file, line, differences}
+    compared: int = 0
+    skipped: list[str] = field(default_factory=list)  # not applied, superseded, or changed since
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"drifted": [{k: d[k] for k in ("move", "customer", "differences")} for d in self.drifted]}

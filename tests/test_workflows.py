@@ -28,10 +28,11 @@ EXAMPLES = ROOT / "examples"
 GITHUB = EXAMPLES / "github"
 PLAN_YML = GITHUB / "plan.yml"
 APPLY_YML = GITHUB / "apply.yml"
+DRIFT_YML = GITHUB / "drift.yml"
 HOOKS = ROOT / ".pre-commit-hooks.yaml"
 BIN = Path(sys.executable).parent  # the venv's bin: reconcile, check-jsonschema, pre-commit
 
-EXAMPLE_WORKFLOWS = [PLAN_YML, APPLY_YML]
+EXAMPLE_WORKFLOWS = [PLAN_YML, APPLY_YML, DRIFT_YML]
 REPO_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 ALL_WORKFLOWS = EXAMPLE_WORKFLOWS + REPO_WORKFLOWS
 
@@ -123,7 +124,8 @@ def test_secrets_reach_only_the_steps_that_use_the_platform(path: Path) -> None:
     for job in wf["jobs"].values():
         assert "secrets." not in json.dumps({k: v for k, v in job.items() if k != "steps"})
     with_secret = {s["name"] for s in steps(wf) if "secrets." in json.dumps(s)}
-    uses_platform = {s["name"] for s in steps(wf) if re.search(r"^reconcile (plan|apply) ", s.get("run", ""), re.M)}
+    uses_platform = {s["name"] for s in steps(wf)
+                     if re.search(r"^\s*reconcile (plan|apply|drift) ", s.get("run", ""), re.M)}
     assert with_secret == uses_platform
     for s in steps(wf):
         if s["name"] in with_secret:
@@ -524,3 +526,18 @@ def test_readme_documents_the_secrets_and_placeholders() -> None:
     assert textwrap.dedent("""\
         - id: reconcile-validate
     """).strip() in text
+
+
+def test_the_drift_workflow_runs_nightly_with_read_credentials_and_keeps_one_issue() -> None:
+    wf = load(DRIFT_YML)
+    assert wf["on"]["schedule"] == [{"cron": "17 3 * * *"}]
+    assert wf["jobs"]["drift"]["permissions"] == {"contents": read_only(), "issues": "write"}
+    run = step(wf, "compare the applied moves with the platform")
+    assert run["env"]["RECONCILE_TOKEN"] == "${{ secrets.RECONCILE_READ_TOKEN }}"
+    assert 'reconcile drift "$MANIFESTS" --format markdown > drift.md' in run["run"]
+    issue = step(wf, "open, update or close the drift issue")["run"]
+    assert all(cmd in issue for cmd in ("gh issue edit", "gh issue create", "gh issue close"))
+
+
+def read_only() -> str:
+    return "read"
