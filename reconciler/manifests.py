@@ -34,13 +34,13 @@ SUFFIXES = (".yaml", ".yml")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, regex_engine="python-re")  # ID_PATTERN
 
 
 # The same constraints as schemas/move.schema.json: pydantic accepts a valid manifest in microseconds;
 # only a document it refuses goes through jsonschema, for path-addressed messages.
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$(?!\n)", max_length=63)]
 Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
 

@@ -65,6 +65,11 @@ def kind_of(value: Any) -> str:
     return _TYPE_NAME[json_type] if json_type else type(value).__name__
 
 
+# Ends every anchored pattern in schemas/: Python's `$` (jsonschema's `re.search`) also matches before a final
+# newline. Messages show the pattern as JSON Schema (ECMA) reads it, where `$` alone already means the end.
+_NO_FINAL_NEWLINE = r"(?!\n)"
+
+
 def _message(e: ValidationError) -> str:
     v = e.validator
     if v == "required":
@@ -79,7 +84,7 @@ def _message(e: ValidationError) -> str:
         options: list[Any] = list(e.validator_value) if isinstance(e.validator_value, list) else []
         return f"expected one of {', '.join(map(short, options))}; got {short(e.instance)}"
     if v == "pattern":
-        return f"{short(e.instance)} does not match {e.validator_value}"
+        return f"{short(e.instance)} does not match {str(e.validator_value).removesuffix(_NO_FINAL_NEWLINE)}"
     if v == "maxLength":
         return f"{short(e.instance)} is longer than {e.validator_value} characters"
     if v == "minimum":

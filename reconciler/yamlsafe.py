@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from collections.abc import Iterator
@@ -72,16 +71,13 @@ _BOOL_WORDS = {w: b for ws, b in (("yes on y", True), ("no off n", False)) for w
 _OCTAL_12 = re.compile(r"[-+]?0o[0-7_]+\Z")
 
 
-def _number_problem(text: str, tag: str, mark: Any) -> _Problem:
+def _number_problem(text: str, mark: Any) -> _Problem:
+    """The value itself is never quoted: it may be a sensitive property's (a password `0123`)."""
     kind = ("a base-60 number" if ":" in text else "a hexadecimal number" if "x" in text else
-            "a binary number" if "b" in text else "an octal number" if re.match(r"[-+]?0[0-9_]", text) else "a number")
-    shown = ""
-    if len(text) <= 40:  # what PyYAML would have made of it, to show the surprise
-        construct = _CONSTRUCT.construct_yaml_int if tag.endswith("int") else _CONSTRUCT.construct_yaml_float
-        with contextlib.suppress(ValueError):
-            shown = f" ({construct(ScalarNode(tag, text))})"
-    return _Problem(f"{text} is {kind}{shown} in YAML 1.1 but not in YAML 1.2: quote it (\"{text}\") "
-                    "if it is text, or write the number plainly", mark)
+            "a binary number" if "b" in text else "an octal number" if re.match(r"[-+]?0[0-9_]", text) else
+            "a number")
+    return _Problem(f"YAML 1.1 reads this plain value as {kind}, YAML 1.2 does not: quote it if it is text, "
+                    "or write the number plainly", mark)
 
 
 def _scalar(ev: Any) -> Any:
@@ -97,27 +93,25 @@ def _scalar(ev: Any) -> Any:
     if tag == "tag:yaml.org,2002:bool" or text in _BOOL_WORDS:
         if text in _BOOLS:
             return _BOOLS[text]
-        b = "true" if _BOOL_WORDS[text] else "false"
-        raise _Problem(f"{text} is the boolean {b} in YAML 1.1 but text in YAML 1.2: quote it (\"{text}\") "
-                       f"if it is text, or write {b} for a boolean", ev.start_mark)
+        raise _Problem("YAML 1.1 reads this plain value as a boolean, YAML 1.2 as text: quote it if it is text, "
+                       "or write true or false for a boolean", ev.start_mark)
     if tag == "tag:yaml.org,2002:int":
         if not _PLAIN_INT.match(text):
-            raise _number_problem(text, tag, ev.start_mark)
+            raise _number_problem(text, ev.start_mark)
         digits = len(text.lstrip("+-"))
         if digits > MAX_INT_DIGITS:
             raise _Problem(f"an integer of {digits} digits is too long (at most {MAX_INT_DIGITS})", ev.start_mark)
         return int(text)
     if tag == "tag:yaml.org,2002:float":
         if "_" in text or ":" in text:
-            raise _number_problem(text, tag, ev.start_mark)
+            raise _number_problem(text, ev.start_mark)
         value = float(_CONSTRUCT.construct_yaml_float(ScalarNode(tag, text)))  # .inf and .nan too
         if not math.isfinite(value):
             raise _Problem(f"{text} is not a finite number", ev.start_mark)
         return value
     if _OCTAL_12.match(text):
-        raise _Problem(f"{text} is the octal number {int(text.replace('_', ''), 8)} in YAML 1.2 but text in "
-                       f"YAML 1.1: quote it (\"{text}\") if it is text, or write the number plainly",
-                       ev.start_mark)
+        raise _Problem("YAML 1.2 reads this plain value as an octal number, YAML 1.1 as text: quote it if it is "
+                       "text, or write the number plainly", ev.start_mark)
     return text  # timestamps and the like stay the text that was written
 
 

@@ -322,5 +322,20 @@ def test_validate_refuses_a_sal_key_that_yaml_1_1_reads_as_an_octal_number(tmp_p
                  "      sals:\n        010: gold\n      properties: {mailboxQuotaMB: 12:30}\n", encoding="utf-8")
     r = run_main("validate", str(f))
     assert r.code == 1, r
-    assert r.err == (f'{f}:11:9: error[yaml]: 010 is an octal number (8) in YAML 1.1 but not in YAML 1.2: '
-                     'quote it ("010") if it is text, or write the number plainly\n')
+    assert r.err == (f"{f}:11:9: error[yaml]: YAML 1.1 reads this plain value as an octal number, YAML 1.2 "
+                     "does not: quote it if it is text, or write the number plainly\n")
+
+
+@pytest.mark.parametrize("field, line, col", [("customer", 9, 17), ("toReseller", 10, 19), ("name", 5, 13)])
+def test_an_id_or_name_with_a_final_newline_is_a_schema_error_from_the_schema_itself(
+        write_manifest: Callable[..., Path], field: str, line: int, col: int) -> None:
+    doc = manifest(ticket="T-1")
+    where = doc["metadata"] if field == "name" else doc["spec"]
+    where[field] = where[field] + "\n"
+    f = write_manifest("m.yaml", json.dumps(doc, indent=2))
+    pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" if field == "name" else "^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+    path = "$.metadata.name" if field == "name" else f"$.spec.{field}"
+    loaded = load([str(f)])
+    assert loaded.moves == []
+    assert [d.format() for d in loaded.diagnostics] == [
+        f"{f}:{line}:{col}: error[schema]: {path}: {where[field]!r} does not match {pattern}"]

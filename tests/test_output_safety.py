@@ -418,7 +418,7 @@ def test_new_move_shows_no_sensitive_value(secretive: Secretive) -> None:
 
 
 @pytest.mark.parametrize(("value", "kind"), [
-    ("1234567890123", "an integer"), ("12345.678901", "a number"), ("yes", "a boolean")])
+    ("1234567890123", "an integer"), ("12345.678901", "a number"), ("FALSE", "a boolean")])
 def test_a_wrongly_typed_sensitive_value_is_described_by_its_type_only(secretive: Secretive, value: str,
                                                                        kind: str) -> None:
     f = secretive.moves / "vault-to-woodgrove.yaml"
@@ -468,3 +468,14 @@ def test_the_apply_preview_does_not_say_no_changes_when_it_is_about_to_make_some
     assert ran.code == 0, ran
     assert "Apply complete: 2 applied, 0 adopted, 0 failed, 2 requests submitted." in ran.out
     assert "No changes: the platform matches the manifests." not in ran.out, ran.out
+
+
+@pytest.mark.parametrize("value", ["0123", "12:30", "0x7f", "yes", "0o17"])
+def test_a_sensitive_value_yaml_1_1_reads_otherwise_is_refused_without_showing_it(secretive: Secretive,
+                                                                                  value: str) -> None:
+    f = secretive.moves / "vault-to-woodgrove.yaml"
+    f.write_text(f.read_text("utf-8").replace('"new-Secret-7d1"', value), encoding="utf-8")
+    ran = secretive.run("validate", "moves")
+    assert ran.code == 1, ran
+    assert value not in ran.out + ran.err, ran
+    assert "moves/vault-to-woodgrove.yaml:13:26: error[yaml]: YAML 1." in ran.err, ran

@@ -282,30 +282,23 @@ def test_plain_scalars_keep_their_yaml_types() -> None:
 
 
 # -- YAML 1.1 surprises (issue 9 item 12): refused where the value is, never silently converted ------
-def _number(text: str, kind: str, pyyaml: str) -> str:
-    return (f'{text} is {kind} ({pyyaml}) in YAML 1.1 but not in YAML 1.2: quote it ("{text}") if it is text, '
+def _number(kind: str) -> str:
+    return (f"YAML 1.1 reads this plain value as {kind}, YAML 1.2 does not: quote it if it is text, "
             "or write the number plainly")
 
 
-def _boolean(text: str, value: str) -> str:
-    return (f'{text} is the boolean {value} in YAML 1.1 but text in YAML 1.2: quote it ("{text}") if it is '
-            f"text, or write {value} for a boolean")
+BOOLEAN = ("YAML 1.1 reads this plain value as a boolean, YAML 1.2 as text: quote it if it is text, "
+           "or write true or false for a boolean")
 
 
 @pytest.mark.parametrize("scalar, message", [
-    ("010", _number("010", "an octal number", "8")),
-    ("-010", _number("-010", "an octal number", "-8")),
-    ("00", _number("00", "an octal number", "0")),
-    ("12:30", _number("12:30", "a base-60 number", "750")),
-    ("1:2.5", _number("1:2.5", "a base-60 number", "62.5")),
-    ("0x10", _number("0x10", "a hexadecimal number", "16")),
-    ("0b11", _number("0b11", "a binary number", "3")),
-    ("1_000", _number("1_000", "a number", "1000")),
-    ("1_0.5", _number("1_0.5", "a number", "10.5")),
-    ("0o10", '0o10 is the octal number 8 in YAML 1.2 but text in YAML 1.1: quote it ("0o10") if it is text, '
+    ("010", _number("an octal number")), ("-010", _number("an octal number")), ("00", _number("an octal number")),
+    ("12:30", _number("a base-60 number")), ("1:2.5", _number("a base-60 number")),
+    ("0x10", _number("a hexadecimal number")), ("0b11", _number("a binary number")),
+    ("1_000", _number("a number")), ("1_0.5", _number("a number")),
+    ("0o10", "YAML 1.2 reads this plain value as an octal number, YAML 1.1 as text: quote it if it is text, "
              "or write the number plainly"),
-    ("on", _boolean("on", "true")), ("Off", _boolean("Off", "false")), ("YES", _boolean("YES", "true")),
-    ("no", _boolean("no", "false")), ("y", _boolean("y", "true")), ("N", _boolean("N", "false")),
+    ("on", BOOLEAN), ("Off", BOOLEAN), ("YES", BOOLEAN), ("no", BOOLEAN), ("y", BOOLEAN), ("N", BOOLEAN),
 ])
 def test_yaml_1_1_forms_are_refused_at_their_position(scalar: str, message: str) -> None:
     d = only_error(f"spec:\n  services:\n    mail:\n      properties: {{quota: {scalar}}}\n")
@@ -314,7 +307,7 @@ def test_yaml_1_1_forms_are_refused_at_their_position(scalar: str, message: str)
 
 def test_a_yaml_1_1_form_as_a_key_is_refused_at_the_key() -> None:
     d = only_error("sals:\n  010: gold\n")
-    assert (d.line, d.column, d.message) == (2, 3, _number("010", "an octal number", "8"))
+    assert (d.line, d.column, d.message) == (2, 3, _number("an octal number"))
 
 
 @pytest.mark.parametrize("text, value", [
