@@ -263,3 +263,8 @@ def reads_as_text(value: str) -> bool:
         return False
     out = list(load_all(f"k: {value}\n", "-"))
     return len(out) == 1 and isinstance(out[0], Doc) and out[0].data == {"k": value}
+
+
+def ambiguous(text: str) -> bool:
+    """A string that PyYAML would write plain but that this loader refuses plain (y, N, 0o17...)."""
+    return text in _BOOL_WORDS or bool(_OCTAL_12.match(text))
