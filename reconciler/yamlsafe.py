@@ -12,7 +12,7 @@ import yaml
 from yaml.nodes import ScalarNode
 
 from reconciler.diagnostics import Diagnostic, error
-from reconciler.schema import PathTuple, short
+from reconciler.schema import KEY_LIMIT, PathTuple, short
 
 MAX_DEPTH = 64
 
@@ -154,7 +154,8 @@ def _compose(src: Any, doc: Doc) -> Any:
             kp = parent.path + (key,)
             if key in parent.container or kp in doc.key_marks:
                 first = doc.key_marks[kp]
-                raise _Problem(f"duplicate key {short(key)} (first at line {first[0]})", ev.start_mark)
+                raise _Problem(f"duplicate key {short(key, KEY_LIMIT)} (first at line {first[0]})",
+                               ev.start_mark)
             doc.key_marks[kp] = _pos(ev.start_mark)
             parent.key = key
             continue
