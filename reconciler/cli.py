@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import signal
 import sys
@@ -11,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
-import yaml
 from rich.console import Console
 
 from reconciler import __version__, app, config, newmove
@@ -396,17 +393,12 @@ def platform_export(fmt: str, platform_url: str | None) -> None:
     """Print the live platform as a seed document, requests included (round-trips through init)."""
     settings = config.resolve(platform_url, None)
     doc = app.platform_export(settings)
+    from reconciler.render import export  # every unprintable character escaped, as in every other output
+
     if fmt == "json":
-        click.echo(json.dumps(doc, indent=1, ensure_ascii=False))
+        click.echo(export.to_json(doc))
     else:
-        buf = io.StringIO()
-        yaml.dump(doc, buf, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=120)
-        click.echo(buf.getvalue(), nl=False)
-
-
-class _NoAliasDumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+        click.echo(export.to_yaml(doc), nl=False)
 
 
 def _terminated(signum: int, frame: Any) -> None:

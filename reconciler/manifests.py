@@ -34,13 +34,13 @@ SUFFIXES = (".yaml", ".yml")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, regex_engine="python-re")  # ID_PATTERN
 
 
 # The same constraints as schemas/move.schema.json: pydantic accepts a valid manifest in microseconds;
 # only a document it refuses goes through jsonschema, for path-addressed messages.
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$(?!\n)", max_length=63)]
 Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
 
@@ -148,23 +148,64 @@ class Loaded:
     files: int
 
 
+@dataclass(frozen=True)
+class Confine:
+    """Where a manifest argument's files must really be (symlinks resolved): the git work tree holding the
+    argument, or outside git the directory given, or a file argument's own directory. A symlink pointing
+    elsewhere (`moves/x.yaml -> /etc/shadow`) is refused without being read: a plan posted on a pull
+    request must never show another file's content."""
+
+    root: str  # a real path
+    what: str  # "the git work tree", ...
+
+    @classmethod
+    def of(cls, arg: str, is_dir: bool) -> Confine:
+        here = os.path.abspath(arg if is_dir else os.path.dirname(arg) or ".")
+        d = here
+        while True:
+            if os.path.lexists(os.path.join(d, ".git")):
+                return cls(os.path.realpath(d), "the git work tree")
+            up = os.path.dirname(d)
+            if up == d:
+                break
+            d = up
+        what = "the directory given on the command line" if is_dir else "the directory of the file given"
+        return cls(os.path.realpath(here), what)
+
+    def problem(self, file: str) -> Diagnostic | None:
+        real = os.path.realpath(file)
+        if real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep):
+            return None
+        return error("yaml", f"resolves to {real}, outside {self.what} ({self.root}); not read: a manifest "
+                             "must be a file of the repository, not a link out of it").at(file, None, None)
+
+
 def discover(paths: Sequence[str]) -> list[str]:
     """Files in argument order; a directory's *.yaml/*.yml recursively, hidden entries skipped, sorted."""
-    out: list[str] = []
+    return [f for f, _ in discover_confined(paths)]
+
+
+def discover_confined(paths: Sequence[str]) -> list[tuple[str, Confine]]:
+    """`discover`, each file with where it must really be."""
+    out: list[tuple[str, Confine]] = []
     seen: set[tuple[int, int]] = set()
     overlap = len(paths) > 1  # one directory, walked without following links, never yields a file twice
 
-    def add(path: str) -> None:
+    def add(path: str, confine: Confine) -> None:
         if overlap:  # `moves moves/a.yaml` or `moves ./moves` reads a.yaml once
-            st = os.stat(path)
+            try:
+                st = os.stat(path)
+            except OSError:  # a dangling link: read_raw says so
+                st = os.lstat(path)
             if (st.st_dev, st.st_ino) in seen:
                 return
             seen.add((st.st_dev, st.st_ino))
-        out.append(path)
+        out.append((path, confine))
 
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
+            confine = Confine.of(arg, True)
             found: list[tuple[tuple[str, ...], str]] = []
             for root, dirs, files in os.walk(arg, followlinks=False):
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -174,9 +215,9 @@ def discover(paths: Sequence[str]) -> list[str]:
                         continue
                     found.append(((*rel, f), os.path.join(root, f)))
             for _, full in sorted(found):
-                add(full)
+                add(full, confine)
         elif p.exists():
-            add(arg)
+            add(arg, Confine.of(arg, False))
         else:
             raise ReconcilerError(f"{arg}: no such file or directory",
                                   hint="pass manifest files or folders that hold them")
@@ -253,10 +294,14 @@ def load(paths: Sequence[str], known: Mapping[str, Mapping[str, Known]] | None =
     exactly those of an applied move skip parsing, wherever it lies and however it is named on the
     command line: a repository of 10,000 applied manifests plans in a moment.
     """
-    files = discover(paths)
+    files = discover_confined(paths)
     moves: list[Move] = []
     diags: list[Diagnostic] = []
-    for f in files:
+    for f, confine in files:
+        outside = confine.problem(f)
+        if outside is not None:
+            diags.append(outside)
+            continue
         raw, problems = read_raw(f)
         if raw is None:
             diags.extend(problems)

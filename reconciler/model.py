@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+# `(?!\n)`: Python's `$` (jsonschema uses `re.search`) also matches before a final newline; ECMA regexes
+# (JSON Schema elsewhere) read it the same way. pydantic models using it need `regex_engine="python-re"`.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$(?!\n)"
 ID_RE = re.compile(ID_PATTERN)
 PropertyType = Literal["string", "integer", "number", "boolean"]
 RequestStatus = Literal["Requested", "InProgress", "Provisioned", "Failed"]

@@ -5,24 +5,19 @@ from __future__ import annotations
 import json
 import re
 
-import yaml
-
 from reconciler.config import Settings
 from reconciler.errors import ReconcilerError
 from reconciler.mapping import resolve, sals_in_use
 from reconciler.platforms import open_platform
 from reconciler.render import clean
+from reconciler.yamlsafe import reads_as_text
 
 
 def _scalar(v: str) -> str:
     """Plain where YAML reads it back as the same string; double-quoted otherwise, with every control
     character escaped (a JSON string is a valid YAML double-quoted scalar)."""
-    try:
-        if (v.isprintable() and yaml.safe_load(f"k: {v}") == {"k": v}
-                and not v.startswith(("&", "*", "!", "%", "@", "`"))):
-            return v
-    except yaml.YAMLError:
-        pass
+    if reads_as_text(v) and not v.startswith(("&", "*", "!", "%", "@", "`")):
+        return v
     return json.dumps(v)
 
 

@@ -46,6 +46,9 @@ def json_path(path: PathTuple) -> str:
     return out
 
 
+KEY_LIMIT = 40  # an unknown key, quoted in a message: short, so that no secret line is ever shown whole
+
+
 def short(value: Any, limit: int = 60) -> str:
     """A value for a message: JSON-ish, one line, control characters escaped, truncated."""
     text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
@@ -65,6 +68,11 @@ def kind_of(value: Any) -> str:
     return _TYPE_NAME[json_type] if json_type else type(value).__name__
 
 
+# Ends every anchored pattern in schemas/: Python's `$` (jsonschema's `re.search`) also matches before a final
+# newline. Messages show the pattern as JSON Schema (ECMA) reads it, where `$` alone already means the end.
+_NO_FINAL_NEWLINE = r"(?!\n)"
+
+
 def _message(e: ValidationError) -> str:
     v = e.validator
     if v == "required":
@@ -79,7 +87,7 @@ def _message(e: ValidationError) -> str:
         options: list[Any] = list(e.validator_value) if isinstance(e.validator_value, list) else []
         return f"expected one of {', '.join(map(short, options))}; got {short(e.instance)}"
     if v == "pattern":
-        return f"{short(e.instance)} does not match {e.validator_value}"
+        return f"{short(e.instance)} does not match {str(e.validator_value).removesuffix(_NO_FINAL_NEWLINE)}"
     if v == "maxLength":
         return f"{short(e.instance)} is longer than {e.validator_value} characters"
     if v == "minimum":
@@ -96,12 +104,19 @@ def iter_diagnostics(name: str, instance: Any) -> Iterator[tuple[Diagnostic, Pat
             for key in [k for k in e.instance if k not in allowed]:
                 kp = (*path, key)
                 hint = f" (allowed here: {', '.join(sorted(allowed))})" if allowed else ""
-                yield (error("schema", f"{json_path(kp)}: unknown key {short(key)}{hint}", json_path(kp)),
-                       kp, True)
+                # A key may be a line of any file's content (a token): quoted once, shortened; a long one is
+                # placed at its mapping, not spelled out again in the path.
+                where = json_path(kp) if len(short(key)) <= KEY_LIMIT else json_path(path)
+                yield (error("schema", f"{where}: unknown key {short(key, KEY_LIMIT)}{hint}", where), kp, True)
             continue
         if "propertyNames" in e.schema_path and isinstance(e.instance, str):
             kp = (*path, e.instance)
-            yield (error("schema", f"{json_path(kp)}: key {_message(e)}", json_path(kp)), kp, True)
+            message = _message(e)
+            where = json_path(kp)
+            if len(short(e.instance)) > KEY_LIMIT:  # as an unknown key: shortened, quoted once
+                where = json_path(path)
+                message = message.replace(short(e.instance), short(e.instance, KEY_LIMIT), 1)
+            yield error("schema", f"{where}: key {message}", where), kp, True
             continue
         yield error("schema", f"{json_path(path)}: {_message(e)}", json_path(path)), path, False
 

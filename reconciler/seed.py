@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import (
@@ -20,20 +20,22 @@ from pydantic import (
 )
 
 from reconciler import schema
-from reconciler.diagnostics import Diagnostic, error
+from reconciler.diagnostics import Diagnostic, error, warning
 from reconciler.errors import PlatformError
 from reconciler.model import ID_PATTERN, PropertyDef
 from reconciler.schema import PathTuple, json_path, kind_of, short
-from reconciler.yamlsafe import Doc, decode, load_all
+from reconciler.yamlsafe import MAX_INT_DIGITS, Doc, decode, load_all
 
 MAX_SEED_BYTES = 1024 * 1024 * 1024
 
 
 @dataclass
 class Seed:
-    """A checked seed document, normalised: every optional collection present."""
+    """A checked seed document, normalised: every optional collection present; `warnings` for references
+    outside their scope (a half-done move leaves them; an export must always seed again)."""
 
     doc: dict[str, Any]
+    warnings: list[Diagnostic] = field(default_factory=list)
 
 
 def read(file: str) -> Seed:
@@ -51,7 +53,12 @@ def read(file: str) -> Seed:
     doc: Doc | None = None
     if file.endswith(".json"):
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_int=_json_int)
+        except RecursionError:
+            raise PlatformError(error("yaml", "not valid JSON: nested too deeply for a seed").at(file, None, None)
+                                .format()) from None
+        except _TooLong as e:
+            raise PlatformError(error("yaml", f"not valid JSON: {e}").at(file, None, None).format()) from None
         except ValueError as e:
             line = getattr(e, "lineno", None)
             col = getattr(e, "colno", None)
@@ -72,9 +79,21 @@ def read(file: str) -> Seed:
         listed = "\n".join(p.format() for p in problems)
         raise PlatformError(f"{file}: the seed has {len(problems)} problem(s); nothing was created:\n{listed}")
     data = doc.data
+    found = scope_warnings(doc)
     for key in ("locations", "services", "customers", "requests"):
         data[key] = data.get(key) or []
-    return Seed(doc=data)
+    return Seed(doc=data, warnings=found)
+
+
+class _TooLong(ValueError):
+    pass
+
+
+def _json_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _TooLong(f"an integer of {digits} digits is too long (at most {MAX_INT_DIGITS})")
+    return int(text)
 
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -82,13 +101,13 @@ Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
 
 class _UserService(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
     sal: Id
     overrides: dict[Id, Value] | None = None
 
 
 class _User(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
     id: Id
     services: dict[Id, _UserService] | None = None
     hold: str | None = None
@@ -133,6 +152,48 @@ def check(doc: Doc) -> list[Diagnostic]:
         line, col = doc.position(path) if doc.marks else (None, None)
         out.append(error("seed", f"{json_path(path)}: {message}", json_path(path)).at(doc.file, line, col))
     return out
+
+
+def scope_warnings(doc: Doc) -> list[Diagnostic]:
+    """References that resolve, but outside their scope: a plan or SAL that the customer's parent does not
+    offer, a customer in another location than its parent. A move half done on the platform leaves these
+    (and `platform export` must seed again), so they are warnings; `check` has already passed."""
+    out: list[Diagnostic] = []
+    for path, message in _scope_problems(doc.data):
+        line, col = doc.position(path) if doc.marks else (None, None)
+        out.append(warning("seed", f"{json_path(path)}: {message}", json_path(path)).at(doc.file, line, col))
+    return out
+
+
+def _scope_problems(data: dict[str, Any]) -> Iterator[tuple[PathTuple, str]]:
+    customers = data.get("customers") or []
+    by_id = {c["id"]: c for c in customers}
+    for i, c in enumerate(customers):
+        parent = by_id.get(c.get("parent") or "")
+        if parent is None:
+            continue
+        cid, pid = c["id"], parent["id"]
+        p: PathTuple = ("customers", i)
+        if c["location"] != parent["location"]:
+            yield (*p, "location"), (f"customer {short(cid)} is in location {short(c['location'])}, its parent "
+                                     f"{short(pid)} in {short(parent['location'])}")
+        offered = ((parent.get("reseller") or {}).get("services")) or {}
+        subs = c.get("services") or {}
+        for svc, sub in subs.items():
+            off = offered.get(svc) or {}
+            sp: PathTuple = (*p, "services", svc)
+            if sub["plan"] not in (off.get("plans") or []):
+                yield (*sp, "plan"), (f"customer {short(cid)}: plan {short(sub['plan'])} of {short(svc)} is not "
+                                      f"offered by its parent {short(pid)}")
+            if sub["sal"] not in (off.get("sals") or {}):
+                yield (*sp, "sal"), (f"customer {short(cid)}: SAL {short(sub['sal'])} of {short(svc)} is not "
+                                     f"offered by its parent {short(pid)}")
+        for j, u in enumerate(c.get("users") or []):
+            for svc, us in (u.get("services") or {}).items():
+                if svc in subs and us["sal"] not in ((offered.get(svc) or {}).get("sals") or {}):
+                    yield ((*p, "users", j, "services", svc, "sal"),
+                           f"user {short(u['id'])}: SAL {short(us['sal'])} of {short(svc)} is not offered by "
+                           f"{short(pid)}, the parent of customer {short(cid)}")
 
 
 def catalog_of(data: dict[str, Any]) -> dict[str, dict[str, PropertyDef]]:

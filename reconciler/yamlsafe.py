@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ import yaml
 from yaml.nodes import ScalarNode
 
 from reconciler.diagnostics import Diagnostic, error
-from reconciler.schema import PathTuple, short
+from reconciler.schema import KEY_LIMIT, PathTuple, short
 
 MAX_DEPTH = 64
 
@@ -52,12 +53,6 @@ class _Problem(Exception):
 _EventSource: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 _RESOLVER = yaml.resolver.Resolver()
 _CONSTRUCT = yaml.constructor.SafeConstructor()
-_SCALARS = {
-    "tag:yaml.org,2002:int": _CONSTRUCT.construct_yaml_int,
-    "tag:yaml.org,2002:float": _CONSTRUCT.construct_yaml_float,
-    "tag:yaml.org,2002:bool": _CONSTRUCT.construct_yaml_bool,
-    "tag:yaml.org,2002:null": _CONSTRUCT.construct_yaml_null,
-}
 _NODE_EVENTS = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent)
 
 
@@ -65,18 +60,59 @@ def _pos(mark: Any) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
 
+MAX_INT_DIGITS = 4300  # Python's own default limit for int(str): a longer integer is no property value
+
+# YAML 1.1 (what PyYAML resolves) and YAML 1.2 (what most other tools, and readers, expect) disagree on these
+# plain scalars; a manifest must not mean something its reviewer did not read, so they are refused.
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_BOOL_WORDS = {w: b for ws, b in (("yes on y", True), ("no off n", False)) for word in ws.split()
+               for w in (word, word.capitalize(), word.upper())}
+_OCTAL_12 = re.compile(r"[-+]?0o[0-7_]+\Z")
+
+
+def _number_problem(text: str, mark: Any) -> _Problem:
+    """The value itself is never quoted: it may be a sensitive property's (a password `0123`)."""
+    kind = ("a base-60 number" if ":" in text else "a hexadecimal number" if "x" in text else
+            "a binary number" if "b" in text else "an octal number" if re.match(r"[-+]?0[0-9_]", text) else
+            "a number")
+    return _Problem(f"YAML 1.1 reads this plain value as {kind}, YAML 1.2 does not: quote it if it is text, "
+                    "or write the number plainly", mark)
+
+
 def _scalar(ev: Any) -> Any:
-    """Plain scalars resolve as YAML 1.1 does (ints, floats, booleans, null); everything else is a string."""
+    """A plain scalar as YAML 1.1 and YAML 1.2 both read it (null, booleans, decimal numbers); anything
+    the two read differently (010, 0x10, 0o10, 12:30, 1_000, on, yes, y...) is refused, so that a value
+    never means what its reviewer did not read. Quoted and block scalars are strings."""
     if not ev.implicit[0]:
         return ev.value
-    tag = _RESOLVER.resolve(ScalarNode, ev.value, (True, False))  # type: ignore[no-untyped-call]
-    construct = _SCALARS.get(tag)
-    if construct is None:
-        return ev.value  # timestamps and the like stay the text that was written
-    value = construct(ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark))
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _Problem(f"{ev.value} is not a finite number", ev.start_mark)
-    return value
+    text: str = ev.value
+    tag = _RESOLVER.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    if tag == "tag:yaml.org,2002:null":
+        return None
+    if tag == "tag:yaml.org,2002:bool" or text in _BOOL_WORDS:
+        if text in _BOOLS:
+            return _BOOLS[text]
+        raise _Problem("YAML 1.1 reads this plain value as a boolean, YAML 1.2 as text: quote it if it is text, "
+                       "or write true or false for a boolean", ev.start_mark)
+    if tag == "tag:yaml.org,2002:int":
+        if not _PLAIN_INT.match(text):
+            raise _number_problem(text, ev.start_mark)
+        digits = len(text.lstrip("+-"))
+        if digits > MAX_INT_DIGITS:
+            raise _Problem(f"an integer of {digits} digits is too long (at most {MAX_INT_DIGITS})", ev.start_mark)
+        return int(text)
+    if tag == "tag:yaml.org,2002:float":
+        if "_" in text or ":" in text:
+            raise _number_problem(text, ev.start_mark)
+        value = float(_CONSTRUCT.construct_yaml_float(ScalarNode(tag, text)))  # .inf and .nan too
+        if not math.isfinite(value):
+            raise _Problem(f"{text} is not a finite number", ev.start_mark)
+        return value
+    if _OCTAL_12.match(text):
+        raise _Problem("YAML 1.2 reads this plain value as an octal number, YAML 1.1 as text: quote it if it is "
+                       "text, or write the number plainly", ev.start_mark)
+    return text  # timestamps and the like stay the text that was written
 
 
 class _Frame:
@@ -118,7 +154,8 @@ def _compose(src: Any, doc: Doc) -> Any:
             kp = parent.path + (key,)
             if key in parent.container or kp in doc.key_marks:
                 first = doc.key_marks[kp]
-                raise _Problem(f"duplicate key {short(key)} (first at line {first[0]})", ev.start_mark)
+                raise _Problem(f"duplicate key {short(key, KEY_LIMIT)} (first at line {first[0]})",
+                               ev.start_mark)
             doc.key_marks[kp] = _pos(ev.start_mark)
             parent.key = key
             continue
@@ -173,6 +210,12 @@ def decode(raw: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
                                    "save the file as UTF-8").at(file, line, col)
 
 
+def _char_at(text: str, mark: Any) -> str:
+    lines = text.split("\n", mark.line + 1)
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    return line[mark.column: mark.column + 1]
+
+
 def load_all(text: str, file: str) -> Iterator[Doc | Diagnostic]:
     """Every document of `text`, or a diagnostic for the first thing that stops the parse."""
     if "\x00" in text:
@@ -198,8 +241,11 @@ def load_all(text: str, file: str) -> Iterator[Doc | Diagnostic]:
     except _Problem as p:
         yield _diag(file, p.message, p.mark)
     except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
         msg = " ".join(x for x in (e.context, e.problem) if x) or "not valid YAML"
-        yield _diag(file, msg, e.problem_mark or e.context_mark)
+        if mark is not None and _char_at(text, mark) == "\t":
+            msg = "a tab character where YAML allows only spaces (indentation); replace it with spaces"
+        yield _diag(file, msg, mark)
     except yaml.reader.ReaderError as e:  # control characters and the like
         before = text[: e.position]
         line, col = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
@@ -210,3 +256,16 @@ def load_all(text: str, file: str) -> Iterator[Doc | Diagnostic]:
     finally:
         if src is not None:
             src.dispose()
+
+
+def reads_as_text(value: str) -> bool:
+    """Whether `value`, written as a plain scalar (`k: value`), loads back as this very string here."""
+    if not value or not value.isprintable() or value != value.strip():
+        return False
+    out = list(load_all(f"k: {value}\n", "-"))
+    return len(out) == 1 and isinstance(out[0], Doc) and out[0].data == {"k": value}
+
+
+def ambiguous(text: str) -> bool:
+    """A string that PyYAML would write plain but that this loader refuses plain (y, N, 0o17...)."""
+    return text in _BOOL_WORDS or bool(_OCTAL_12.match(text))

@@ -1,7 +1,8 @@
 """Hostile manifests (SECURITY.md, issue 6 part 1): each is answered by `validate` and by `plan` with the exact
-exit code and message, naming the file (and the line where there is one), never a traceback, in under a second
-and in bounded memory. Every case runs through the CLI's one error boundary (`cli.main`) with libyaml's parser
-and with PyYAML's own (users may have either); a few also run as the installed console script.
+exit code and message, naming the file (and the line where there is one), never a traceback, in bounded work
+(parse events and tokens counted, not wall time: a busy CI neighbour must not fail a test; timings live in
+benchmarks/) and in bounded memory. Every case runs through the CLI's one error boundary (`cli.main`) with
+libyaml's parser and with PyYAML's own (users may have either); a few also run as the installed console script.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ spec:
 #         line 16, column 25 is the value: ------v
 QUOTA = GOOD + "      properties:\n        mailboxQuotaMB: {}\n"
 SENTINEL = "reconcile-was-made-to-run-this"  # a tag payload creates this file if anything ever runs it
-MAX_SECONDS = 1.0
+# What answering one hostile file may cost, counted: parse events the loader takes (two per level of the nesting
+# limit, and a few more), and tokens PyYAML's own scanner makes (it looks up to 1024 characters ahead for a
+# simple key: a 20,000-deep flow sequence is answered after about that many, whatever its size).
+MAX_EVENTS = 2 * (yamlsafe.MAX_DEPTH + 2) + 4
+MAX_TOKENS = 1024 + MAX_EVENTS
 MAX_PYTHON_HEAP = 8 * 1024 * 1024  # tracemalloc peak for validate + plan of one hostile file
 LIBYAML_MISSING = getattr(yaml, "CSafeLoader", None) is None
 
@@ -86,6 +91,8 @@ BILLION_LAUGHS = '\n'.join(
 
 THIRTY_MB = b"<30 MB of comments>"
 E_BAD_VALUE = "{f}:16:25: error[yaml]: {v} is not a finite number"
+E_YAML_1_1 = ("{f}:16:25: error[yaml]: YAML 1.1 reads this plain value as {kind}, YAML 1.2 does not: quote it if "
+              "it is text, or write the number plainly")
 PROPERTY_TYPE = "{f}:16:25: error[property-type]: property 'mailboxQuotaMB' of 'hosted-exchange' is integer; got {v}"
 ID = "^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
 NAME = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -120,9 +127,8 @@ CASES = [
           "{f}:7:3: error[schema]: $.spec: 'toReseller' is required")),
     # -- tabs --------------------------------------------------------------------------------------
     Case("tab-indentation", b(GOOD.replace("  name: acme", "\tname: acme")),
-         ("{f}:4:1: error[yaml]: while scanning for the next token found character that cannot start any token",),
-         pure=("{f}:4:1: error[yaml]: while scanning for the next token found character '\\t' that cannot start "
-               "any token",)),
+         ("{f}:4:1: error[yaml]: a tab character where YAML allows only spaces (indentation); replace it with "
+          "spaces",)),
     # -- 20,000-deep nesting, flow and block -------------------------------------------------------
     Case("flow-sequence-20000-deep", b("[" * 20_000 + "]" * 20_000),
          ("{f}:1:1001: error[yaml]: while increasing flow level exceeded maximum nesting depth",),
@@ -224,8 +230,16 @@ CASES = [
          plan=(PROPERTY_TYPE.format(f="{f}", v=-(2**63) - 1),), plan_code=1),
     Case("integer-2-to-the-70", b(QUOTA.format(2**70)), (), code=0, moves=1,
          plan=(PROPERTY_TYPE.format(f="{f}", v=2**70),), plan_code=1),
-    Case("hex-integer-2-to-the-64", b(QUOTA.format("0x10000000000000000")), (), code=0, moves=1,
-         plan=(PROPERTY_TYPE.format(f="{f}", v=2**64),), plan_code=1),
+    # YAML 1.1 forms that YAML 1.2 (and a reviewer) read otherwise: refused where they are (issue 9 item 12)
+    Case("hex-integer-2-to-the-64", b(QUOTA.format("0x10000000000000000")), (E_YAML_1_1.format(
+        f="{f}", kind="a hexadecimal number"),)),
+    Case("octal-integer", b(QUOTA.format("010")), (E_YAML_1_1.format(f="{f}", kind="an octal number"),)),
+    Case("base-60-integer", b(QUOTA.format("12:30")), (E_YAML_1_1.format(f="{f}", kind="a base-60 number"),)),
+    Case("yaml-1-1-boolean", b(QUOTA.format("on")),
+         ("{f}:16:25: error[yaml]: YAML 1.1 reads this plain value as a boolean, YAML 1.2 as text: quote it if it "
+          "is text, or write true or false for a boolean",)),
+    Case("integer-of-5000-digits", b(QUOTA.format("9" * 5000)),
+         ("{f}:16:25: error[yaml]: an integer of 5000 digits is too long (at most 4300)",)),
     Case("integer-2-to-the-63-minus-1-is-fine", b(QUOTA.format(2**63 - 1)), (), code=0, moves=1, plan=(),
          plan_code=0),
     Case("inf", b(QUOTA.format(".inf")), (E_BAD_VALUE.format(f="{f}", v=".inf"),)),
@@ -248,14 +262,46 @@ def platform_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | No
             "COLUMNS": "200"}
 
 
+@dataclass
+class Work:
+    """What the YAML parser did for one command: events the loader took, tokens the pure-Python scanner made."""
+
+    events: int = 0
+    tokens: int = 0
+
+    def reset(self) -> None:
+        self.events = self.tokens = 0
+
+    def bounded(self) -> None:
+        assert self.events <= MAX_EVENTS, f"{self.events} parse events"
+        assert self.tokens <= MAX_TOKENS, f"{self.tokens} tokens scanned"
+
+
+WORK = Work()
+
+
+def counting(base: Any) -> Any:
+    class Counting(base):  # type: ignore[misc, valid-type]
+        def get_event(self) -> Any:
+            WORK.events += 1
+            return super().get_event()
+
+        def dispose(self) -> None:
+            if hasattr(self, "tokens_taken"):  # PyYAML's own scanner
+                WORK.tokens += self.tokens_taken + len(self.tokens)
+            super().dispose()
+
+    return Counting
+
+
 @pytest.fixture(params=["libyaml", "pure-python"])
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "libyaml":
         if LIBYAML_MISSING:
             pytest.skip("PyYAML was built without libyaml")
-        monkeypatch.setattr(yamlsafe, "_EventSource", yaml.CSafeLoader)
+        monkeypatch.setattr(yamlsafe, "_EventSource", counting(yaml.CSafeLoader))
     else:
-        monkeypatch.setattr(yamlsafe, "_EventSource", yaml.SafeLoader)
+        monkeypatch.setattr(yamlsafe, "_EventSource", counting(yaml.SafeLoader))
     return str(request.param)
 
 
@@ -271,11 +317,10 @@ def write_case(path: Path, content: bytes) -> None:
     assert path.stat().st_size > 30 * 1024 * 1024
 
 
-def timed(*args: str, env: dict[str, str | None]) -> tuple[Ran, float]:
-    """run_main and its wall time."""
-    t = time.perf_counter()
-    ran = run_main(*args, env=env)
-    return ran, time.perf_counter() - t
+def counted(*args: str, env: dict[str, str | None]) -> Ran:
+    """run_main, counting the parser's work from zero."""
+    WORK.reset()
+    return run_main(*args, env=env)
 
 
 def python_heap_peak(*args: str, env: dict[str, str | None]) -> int:
@@ -315,18 +360,19 @@ def test_hostile_manifest(case: Case, parser: str, platform_env: dict[str, str |
     write_case(path, case.content)
     lines = case.pure if parser == "pure-python" and case.pure is not None else case.lines
 
-    ran, seconds = timed("validate", str(path), env=platform_env)
+    ran = counted("validate", str(path), env=platform_env)
     no_crash(ran)
     assert (ran.code, ran.err, ran.out) == (case.code, expect(lines, path), verdict(lines, moves=case.moves)), ran
-    assert seconds < MAX_SECONDS, f"validate took {seconds:.2f} s"
+    WORK.bounded()
     peak = python_heap_peak("validate", str(path), env=platform_env)
     assert peak < MAX_PYTHON_HEAP, f"validate allocated {peak / 2**20:.1f} MiB"
 
     plan_lines = lines if case.plan is None else case.plan
     plan_code = case.code if case.plan_code is None else case.plan_code
-    ran, seconds = timed("plan", str(path), env=platform_env)
+    ran = counted("plan", str(path), env=platform_env)
     no_crash(ran)
     assert (ran.code, ran.err) == (plan_code, expect(plan_lines, path)), ran
+    WORK.bounded()
     errors, warnings = sum(": error[" in x for x in plan_lines), sum(": warning[" in x for x in plan_lines)
     if case.moves == 0:
         assert ran.out.startswith(f"Plan: 0 to move, 0 no-op, 0 invalid; 0 users change; 0 requests; "
@@ -336,7 +382,6 @@ def test_hostile_manifest(case: Case, parser: str, platform_env: dict[str, str |
                                   "0 errors, 0 warnings\n"), ran
     else:
         assert f"; {errors} errors, {warnings} warnings\n" in ran.out.splitlines(keepends=True)[0], ran
-    assert seconds < MAX_SECONDS, f"plan took {seconds:.2f} s"
     assert not (tmp_path / SENTINEL).exists(), "a YAML tag ran code"
     assert not Path(platform_env["RECONCILE_STATE"] or "").exists(), "plan wrote a state file"
 
@@ -443,12 +488,12 @@ def test_a_missing_path_is_named_with_a_hint(tmp_path: Path, platform_env: dict[
     good.write_text(GOOD, encoding="utf-8")
     missing = tmp_path / "moves" / "nope.yaml"
     for cmd in ("validate", "plan"):
-        ran, seconds = timed(cmd, str(good), str(missing), env=platform_env)
+        ran = counted(cmd, str(good), str(missing), env=platform_env)
         no_crash(ran)
         assert (ran.code, ran.out, ran.err) == (
             1, "", f"error: {missing}: no such file or directory\n  hint: pass manifest files or folders that "
                    "hold them\n"), ran
-        assert seconds < MAX_SECONDS
+        assert WORK.events == 0  # refused before any file is parsed
 
 
 def test_a_missing_path_through_the_console_script(tmp_path: Path, script_env: dict[str, str]) -> None:
@@ -468,16 +513,14 @@ def test_a_symlink_loop_in_a_directory(tmp_path: Path, platform_env: dict[str, s
     loop = os.strerror(40)  # ELOOP: "Too many levels of symbolic links"
     lines = (f"{d}/ping.yaml: error[yaml]: cannot read: {loop}", f"{d}/pong.yaml: error[yaml]: cannot read: {loop}",
              f"{d}/self.yaml: error[yaml]: cannot read: {loop}")
-    ran, seconds = timed("validate", str(d), env=platform_env)
+    ran = run_main("validate", str(d), env=platform_env)
     no_crash(ran)
     assert (ran.code, ran.err, ran.out) == (1, expect(lines, d),
                                             "4 file(s), 1 move(s): invalid (3 errors, 0 warnings)\n")
-    assert seconds < MAX_SECONDS
-    ran, seconds = timed("plan", str(d), env=platform_env)
+    ran = run_main("plan", str(d), env=platform_env)
     no_crash(ran)
     assert ran.code == 1 and ran.err == expect(lines, d), ran
     assert ran.out.startswith("Plan: 1 to move, 0 no-op, 0 invalid; 3 users change; 1 requests; 3 errors, 0 warnings\n")
-    assert seconds < MAX_SECONDS
 
 
 def test_a_symlink_loop_named_on_the_command_line(tmp_path: Path, platform_env: dict[str, str | None]) -> None:

@@ -284,13 +284,13 @@ def test_duplicate_name_is_reported_on_both_documents(write_manifest: Callable[.
 
 
 def test_three_documents_with_one_name_each_list_the_others(write_manifest: Callable[..., Path]) -> None:
-    f = write_manifest("m.yaml", manifest(name="n"), manifest(name="n"), manifest(name="n"))
+    f = write_manifest("m.yaml", manifest(name="n1"), manifest(name="n1"), manifest(name="n1"))
     loaded = load([str(f)])
     assert loaded.moves == []
     assert [d.message for d in loaded.diagnostics] == [
-        f"metadata.name 'n' is also used by {f}:10, {f}:19; names must be unique",
-        f"metadata.name 'n' is also used by {f}:1, {f}:19; names must be unique",
-        f"metadata.name 'n' is also used by {f}:1, {f}:10; names must be unique"]
+        f"metadata.name 'n1' is also used by {f}:10, {f}:19; names must be unique",
+        f"metadata.name 'n1' is also used by {f}:1, {f}:19; names must be unique",
+        f"metadata.name 'n1' is also used by {f}:1, {f}:10; names must be unique"]
 
 
 def test_a_schema_invalid_document_does_not_take_part_in_names(write_manifest: Callable[..., Path]) -> None:
@@ -310,3 +310,32 @@ def test_split_duplicates_keeps_unique_names_in_order(write_manifest: Callable[.
     keep, diags = manifests.split_duplicates(moves)
     assert [m.name for m in keep] == ["b", "c"]
     assert [d.code for d in diags] == ["duplicate-name", "duplicate-name"]
+
+
+# -- YAML 1.1 surprises through the command line (issue 9 item 12) --------------------------------
+def test_validate_refuses_a_sal_key_that_yaml_1_1_reads_as_an_octal_number(tmp_path: Path) -> None:
+    from conftest import run_main
+
+    f = tmp_path / "m.yaml"
+    f.write_text("apiVersion: reconciler/v1\nkind: CustomerMove\nmetadata: {name: x}\nspec:\n  customer: acme\n"
+                 "  toReseller: northwind\n  location: eu-west\n  services:\n    hosted-exchange:\n"
+                 "      sals:\n        010: gold\n      properties: {mailboxQuotaMB: 12:30}\n", encoding="utf-8")
+    r = run_main("validate", str(f))
+    assert r.code == 1, r
+    assert r.err == (f"{f}:11:9: error[yaml]: YAML 1.1 reads this plain value as an octal number, YAML 1.2 "
+                     "does not: quote it if it is text, or write the number plainly\n")
+
+
+@pytest.mark.parametrize("field, line, col", [("customer", 9, 17), ("toReseller", 10, 19), ("name", 5, 13)])
+def test_an_id_or_name_with_a_final_newline_is_a_schema_error_from_the_schema_itself(
+        write_manifest: Callable[..., Path], field: str, line: int, col: int) -> None:
+    doc = manifest(ticket="T-1")
+    where = doc["metadata"] if field == "name" else doc["spec"]
+    where[field] = where[field] + "\n"
+    f = write_manifest("m.yaml", json.dumps(doc, indent=2))
+    pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" if field == "name" else "^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+    path = "$.metadata.name" if field == "name" else f"$.spec.{field}"
+    loaded = load([str(f)])
+    assert loaded.moves == []
+    assert [d.format() for d in loaded.diagnostics] == [
+        f"{f}:{line}:{col}: error[schema]: {path}: {where[field]!r} does not match {pattern}"]

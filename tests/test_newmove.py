@@ -13,7 +13,8 @@ def test_plain_ids_stay_unquoted(value: str) -> None:
     assert _scalar(value) == value
 
 
-@pytest.mark.parametrize("value", ["yes", "null", "123", "1.5", "~", "a: b", "#x", "&a", "*a", "!t", "@x",
+@pytest.mark.parametrize("value", ["yes", "y", "N", "010", "0o10", "12:30", "1_000", "null", "123", "1.5", "~",
+                                   "a: b", "#x", "&a", "*a", "!t", "@x",
                                    "x\u001b[31m", "a\nb", " lead", "`tick"])
 def test_anything_else_is_quoted_and_reads_back_the_same(value: str) -> None:
     out = _scalar(value)

@@ -418,7 +418,7 @@ def test_new_move_shows_no_sensitive_value(secretive: Secretive) -> None:
 
 
 @pytest.mark.parametrize(("value", "kind"), [
-    ("1234567890123", "an integer"), ("12345.678901", "a number"), ("yes", "a boolean")])
+    ("1234567890123", "an integer"), ("12345.678901", "a number"), ("FALSE", "a boolean")])
 def test_a_wrongly_typed_sensitive_value_is_described_by_its_type_only(secretive: Secretive, value: str,
                                                                        kind: str) -> None:
     f = secretive.moves / "vault-to-woodgrove.yaml"
@@ -468,3 +468,45 @@ def test_the_apply_preview_does_not_say_no_changes_when_it_is_about_to_make_some
     assert ran.code == 0, ran
     assert "Apply complete: 2 applied, 0 adopted, 0 failed, 2 requests submitted." in ran.out
     assert "No changes: the platform matches the manifests." not in ran.out, ran.out
+
+
+@pytest.mark.parametrize("value", ["0123", "12:30", "0x7f", "yes", "0o17"])
+def test_a_sensitive_value_yaml_1_1_reads_otherwise_is_refused_without_showing_it(secretive: Secretive,
+                                                                                  value: str) -> None:
+    f = secretive.moves / "vault-to-woodgrove.yaml"
+    f.write_text(f.read_text("utf-8").replace('"new-Secret-7d1"', value), encoding="utf-8")
+    ran = secretive.run("validate", "moves")
+    assert ran.code == 1, ran
+    assert value not in ran.out + ran.err, ran
+    assert "moves/vault-to-woodgrove.yaml:13:26: error[yaml]: YAML 1." in ran.err, ran
+
+
+# -- platform export (issue 9 item 10): escaped like every other output, and still seeds the same platform --
+EXTRA = "\u2028\ufeff\u00ad\U000e0001"  # a line separator, a BOM, a soft hyphen, a tag character: all unprintable
+KEPT = "caf\u00e9 \u65e5\u672c \U0001f600"  # printable non-ASCII in a printable name stays as it is
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_platform_export_escapes_what_a_terminal_would_act_on_and_seeds_again(tmp_path: Path, fmt: str) -> None:
+    seed = hostile_seed()
+    seed["customers"][3]["name"] = "Two" + EXTRA + KEPT
+    seed["locations"].append({"id": "jp", "name": KEPT})
+    seed["customers"][2]["services"]["mail"]["overrides"] = {"sig": "y"}  # YAML 1.1 reads a plain y as true
+    (tmp_path / "seed.json").write_text(json.dumps(seed), encoding="utf-8")
+    url = init_platform(tmp_path, tmp_path / "seed.json")
+    first = run_main("platform", "export", "--platform", url, "--format", fmt)
+    assert first.code == 0, first
+    inert(first.out)
+    assert [c for c in first.out if not c.isprintable() and c != "\n"] == []
+    assert KEPT in first.out
+    assert C1_CSI not in first.out and BIDI not in first.out
+    again = tmp_path / f"again.{fmt}"
+    again.write_text(first.out, encoding="utf-8")
+    r = run_main("platform", "init", "--platform", f"sqlite:///{tmp_path / 'again.db'}", "--seed", str(again))
+    assert (r.code, r.err) == (0, ""), r
+    second = run_main("platform", "export", "--platform", f"sqlite:///{tmp_path / 'again.db'}", "--format", "json")
+    original = run_main("platform", "export", "--platform", url, "--format", "json")
+    assert json.loads(second.out) == json.loads(original.out)
+    exported = json.loads(original.out)
+    assert next(c for c in exported["customers"] if c["id"] == "c2")["name"] == "Two" + EXTRA + KEPT
+    assert exported["locations"][0]["name"] == "EU" + EVIL

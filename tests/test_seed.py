@@ -247,3 +247,106 @@ def test_a_user_service_of_an_unknown_service(tmp_path: Path) -> None:
     f = write(tmp_path, "seed.json", json.dumps(data))
     assert read_error(f).splitlines()[1:] == [
         f"{f}: error[seed]: $.customers[5].users[0].services.crm: user 'alice@acme.example': unknown service 'crm'"]
+
+
+# -- issue 9 item 9: an id with a final newline; references outside their scope are warnings -----
+def fixture_seed() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(SEED.read_text())
+    return data
+
+
+def _with_newline_in(where: str) -> tuple[dict[str, Any], str]:
+    """The fixture seed with one id given a final newline; the JSON path of the schema problem it makes."""
+    data = fixture_seed()
+    contoso_exchange = data["customers"][0]["reseller"]["services"]["hosted-exchange"]
+    if where == "location":
+        data["locations"][1]["id"] = "us-east\n"
+        return data, "$.locations[1].id: 'us-east\\n'"
+    if where == "service":
+        data["services"][1]["id"] = "sharepoint\n"
+        return data, "$.services[1].id: 'sharepoint\\n'"
+    if where == "property":
+        props = data["services"][1]["properties"]
+        props["storageMB\n"] = props.pop("storageMB")
+        return data, '$.services[1].properties["storageMB\\n"]: key \'storageMB\\n\''
+    if where == "customer":
+        data["customers"][2]["id"] = "woodgrove\n"
+        return data, "$.customers[2].id: 'woodgrove\\n'"
+    if where == "plan":
+        contoso_exchange["plans"][1] = "exchange-pro\n"
+        return data, "$.customers[0].reseller.services.hosted-exchange.plans[1]: 'exchange-pro\\n'"
+    assert where == "sal"
+    contoso_exchange["sals"]["legacy\n"] = contoso_exchange["sals"].pop("legacy")
+    return data, '$.customers[0].reseller.services.hosted-exchange.sals["legacy\\n"]: key \'legacy\\n\''
+
+
+@pytest.mark.parametrize("where", ["location", "service", "property", "customer", "plan", "sal"])
+def test_an_id_with_a_final_newline_is_refused(tmp_path: Path, where: str) -> None:
+    data, problem = _with_newline_in(where)
+    f = write(tmp_path, "seed.json", json.dumps(data))
+    assert read_error(f).splitlines() == [
+        f"{f}: the seed has 1 problem(s); nothing was created:",
+        f"{f}: error[schema]: {problem} does not match ^[A-Za-z0-9][A-Za-z0-9._@-]{{0,127}}$"]
+
+
+def test_a_user_id_with_a_final_newline_is_refused(tmp_path: Path) -> None:
+    data = fixture_seed()
+    data["customers"][5]["users"][0]["id"] = "alice@acme.example\n"
+    f = write(tmp_path, "seed.json", json.dumps(data))
+    lines = read_error(f).splitlines()
+    assert len(lines) == 2 and lines[1].startswith(f"{f}: error[schema]: $.customers[5].users[0].id: String should "
+                                                   "match pattern"), lines
+
+
+def half_done_move() -> dict[str, Any]:
+    """acme re-parented to northwind, its subscriptions and users not yet; initech moved to another location."""
+    data = fixture_seed()
+    data["customers"][5]["parent"] = "northwind"
+    data["customers"][6]["location"] = "us-east"
+    return data
+
+
+HALF_DONE_WARNINGS = [
+    "$.customers[5].services.hosted-exchange.plan: customer 'acme': plan 'exchange-basic' of 'hosted-exchange' is "
+    "not offered by its parent 'northwind'",
+    "$.customers[5].services.hosted-exchange.sal: customer 'acme': SAL 'standard' of 'hosted-exchange' is not "
+    "offered by its parent 'northwind'",
+    "$.customers[5].users[1].services.hosted-exchange.sal: user 'bob@acme.example': SAL 'standard' of "
+    "'hosted-exchange' is not offered by 'northwind', the parent of customer 'acme'",
+    "$.customers[5].users[2].services.hosted-exchange.sal: user 'carol@acme.example': SAL 'standard' of "
+    "'hosted-exchange' is not offered by 'northwind', the parent of customer 'acme'",
+    "$.customers[6].location: customer 'initech' is in location 'us-east', its parent 'northwind' in 'eu-west'",
+]
+
+
+def test_references_outside_their_scope_are_warnings(tmp_path: Path) -> None:
+    f = write(tmp_path, "seed.json", json.dumps(half_done_move()))
+    s = seeds.read(f)
+    assert [w.format() for w in s.warnings] == [f"{f}: warning[seed]: {w}" for w in HALF_DONE_WARNINGS]
+
+
+def test_a_yaml_seed_places_its_scope_warnings(tmp_path: Path) -> None:
+    text = SEED.read_text().replace("    location: eu-west\n    parent: northwind\n",
+                                    "    location: us-east\n    parent: northwind\n")
+    f = write(tmp_path, "seed.yaml", text)
+    assert [w.format() for w in seeds.read(f).warnings] == [
+        f"{f}:109:15: warning[seed]: $.customers[6].location: customer 'initech' is in location 'us-east', its parent "
+        "'northwind' in 'eu-west'"]
+
+
+def test_platform_init_says_each_warning_and_the_export_seeds_again(tmp_path: Path) -> None:
+    from conftest import run_main
+
+    f = write(tmp_path, "seed.json", json.dumps(half_done_move()))
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    r = run_main("platform", "init", "--platform", url, "--seed", f)
+    assert r.code == 0, r
+    assert r.err == "".join(f"{f}: warning[seed]: {w}\n" for w in HALF_DONE_WARNINGS)
+    assert r.out.startswith(f"Created {url}: ")
+    for fmt in ("yaml", "json"):
+        exported = run_main("platform", "export", "--platform", url, "--format", fmt)
+        assert exported.code == 0, exported
+        again = write(tmp_path, f"again.{fmt}", exported.out)
+        r = run_main("platform", "init", "--platform", f"sqlite:///{tmp_path / fmt}.db", "--seed", again)
+        assert r.code == 0, r
+        assert len(r.err.splitlines()) == len(HALF_DONE_WARNINGS), r

@@ -46,9 +46,9 @@ def datas(text: str) -> list[object]:
 
 # -- positions ------------------------------------------------------------------------------
 def test_marks_are_one_based_line_and_column() -> None:
-    (doc,) = docs("a: 1\nb:\n  c: two\n  d: [x, y]\n")
+    (doc,) = docs("a: 1\nb:\n  c: two\n  d: [x, z]\n")
     assert isinstance(doc, Doc)
-    assert doc.data == {"a": 1, "b": {"c": "two", "d": ["x", "y"]}}
+    assert doc.data == {"a": 1, "b": {"c": "two", "d": ["x", "z"]}}
     assert doc.line == 1
     assert doc.marks[()] == (1, 1)
     assert doc.marks[("a",)] == (1, 4)
@@ -81,10 +81,10 @@ def test_errors_point_at_the_offending_line_and_column() -> None:
 # -- duplicate keys -------------------------------------------------------------------------
 @pytest.mark.parametrize("text, line, col, first", [
     ("x: 1\nx: 2\n", 2, 1, 1),
-    ("a:\n  b:\n    x: 1\n    y: 2\n    x: 3\n", 5, 5, 3),
+    ("a:\n  b:\n    x: 1\n    z: 2\n    x: 3\n", 5, 5, 3),
     ("a:\n  - k: 1\n  - x: 1\n    x: 2\n", 4, 5, 3),
     ("a: {x: 1, x: 2}\n", 1, 11, 1),
-    ("- [ {x: 1}, {y: 2, x: 3, x: 4} ]\n", 1, 26, 1),
+    ("- [ {x: 1}, {z: 2, x: 3, x: 4} ]\n", 1, 26, 1),
 ], ids=["top", "nested-block", "in-list", "flow", "flow-nested"])
 def test_duplicate_keys_at_any_depth(text: str, line: int, col: int, first: int) -> None:
     d = only_error(text)
@@ -277,8 +277,71 @@ def test_timestamps_stay_strings() -> None:
 
 
 def test_plain_scalars_keep_their_yaml_types() -> None:
-    assert datas("i: 42\nf: 1.5\nt: true\nn: null\ntilde: ~\ns: text\n") == [
-        {"i": 42, "f": 1.5, "t": True, "n": None, "tilde": None, "s": "text"}]
+    assert datas("i: 42\nf: 1.5\nt: true\nnul: null\ntilde: ~\ns: text\n") == [
+        {"i": 42, "f": 1.5, "t": True, "nul": None, "tilde": None, "s": "text"}]
+
+
+# -- YAML 1.1 surprises (issue 9 item 12): refused where the value is, never silently converted ------
+def _number(kind: str) -> str:
+    return (f"YAML 1.1 reads this plain value as {kind}, YAML 1.2 does not: quote it if it is text, "
+            "or write the number plainly")
+
+
+BOOLEAN = ("YAML 1.1 reads this plain value as a boolean, YAML 1.2 as text: quote it if it is text, "
+           "or write true or false for a boolean")
+
+
+@pytest.mark.parametrize("scalar, message", [
+    ("010", _number("an octal number")), ("-010", _number("an octal number")), ("00", _number("an octal number")),
+    ("12:30", _number("a base-60 number")), ("1:2.5", _number("a base-60 number")),
+    ("0x10", _number("a hexadecimal number")), ("0b11", _number("a binary number")),
+    ("1_000", _number("a number")), ("1_0.5", _number("a number")),
+    ("0o10", "YAML 1.2 reads this plain value as an octal number, YAML 1.1 as text: quote it if it is text, "
+             "or write the number plainly"),
+    ("on", BOOLEAN), ("Off", BOOLEAN), ("YES", BOOLEAN), ("no", BOOLEAN), ("y", BOOLEAN), ("N", BOOLEAN),
+])
+def test_yaml_1_1_forms_are_refused_at_their_position(scalar: str, message: str) -> None:
+    d = only_error(f"spec:\n  services:\n    mail:\n      properties: {{quota: {scalar}}}\n")
+    assert (d.line, d.column, d.message) == (4, 27, message)
+
+
+def test_a_yaml_1_1_form_as_a_key_is_refused_at_the_key() -> None:
+    d = only_error("sals:\n  010: gold\n")
+    assert (d.line, d.column, d.message) == (2, 3, _number("an octal number"))
+
+
+@pytest.mark.parametrize("text, value", [
+    ("'010'", "010"), ('"12:30"', "12:30"), ("'on'", "on"), ("'y'", "y"), ("'0x10'", "0x10"),
+    ("10", 10), ("-0", 0), ("+12", 12), ("0", 0), ("8.5", 8.5), (".5", 0.5), ("1.0e+3", 1000.0),
+    ("true", True), ("False", False), ("TRUE", True), ("null", None), ("~", None), ("x10", "x10"),
+    ("1e3", "1e3"), ("2024-01-01", "2024-01-01"), ("yesterday", "yesterday"), ("one", "one"),
+])
+def test_values_both_yaml_versions_agree_on_load(text: str, value: object) -> None:
+    assert datas(f"a: {text}\n") == [{"a": value}]
+
+
+def test_an_integer_too_long_for_python_is_a_diagnostic_not_a_crash() -> None:
+    d = only_error("a: 1\nb: " + "9" * 5000 + "\n")
+    assert (d.line, d.column, d.message) == (2, 4, "an integer of 5000 digits is too long (at most 4300)")
+
+
+def test_an_integer_of_4300_digits_loads() -> None:
+    assert datas("a: " + "9" * 4300 + "\n") == [{"a": int("9" * 4300)}]
+
+
+# -- a tab (issue 9 item 15) ------------------------------------------------------------------
+TAB_MESSAGE = "a tab character where YAML allows only spaces (indentation); replace it with spaces"
+
+
+@pytest.mark.parametrize("text, line, col", [
+    ("a:\n\tb: 1\n", 2, 1), ("a: 1\n\tb: 2\n", 2, 1), ("\ta: 1\n", 1, 1), ("- a\n-\tb\n", 2, 2)])
+def test_a_tab_is_named_as_a_tab(text: str, line: int, col: int) -> None:
+    d = only_error(text)
+    assert (d.line, d.column, d.message) == (line, col, TAB_MESSAGE)
+
+
+def test_a_tab_inside_a_quoted_value_is_fine() -> None:
+    assert datas('a: "x\tb"\n') == [{"a": "x\tb"}]
 
 
 def test_mapping_keys_must_be_plain_values() -> None:

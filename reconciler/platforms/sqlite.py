@@ -496,6 +496,8 @@ def init(url: str, seed_file: str, force: bool = False, exclusive: bool = False)
         raise PlatformError(f"a platform already exists at {path}",
                             hint="pass --force to replace it (its data and requests are lost)")
     seed = seeds.read(seed_file)
+    for w in seed.warnings:  # references outside their scope: created as they are, but said (stderr)
+        _say(w.format())
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.init"):  # left by an init that was killed
         with contextlib.suppress(OSError):
