@@ -493,5 +493,5 @@ def test_pre_commit_hook_validates_manifests(tmp_path: Path, monkeypatch: pytest
             in p.stdout), out
     # Both YAML files were handed to `reconcile validate` (acme.yaml is the valid move); notes.txt, which
     # `files: \.(ya?ml)$` leaves out, was not.
-    assert "2 file(s), 1 move(s): invalid (1 errors, 0 warnings)" in p.stdout, out
+    assert "2 files, 1 move: invalid (1 error, 0 warnings)" in p.stdout, out
     assert "notes.txt" not in p.stdout, out

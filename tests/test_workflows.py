@@ -283,7 +283,7 @@ def test_plan_steps_on_valid_moves(plan_wf: dict[str, Any], tmp_path: Path) -> N
     # Offline: a platform that cannot be reached does not matter.
     v = run_step(plan_wf, "Validate the manifests (offline)", repo, tmp_path / "s1",
                  RECONCILE_PLATFORM="postgres://nowhere")
-    assert (v.code, v.out, v.err) == (0, "", "2 file(s), 2 move(s): valid (0 errors, 0 warnings)\n")
+    assert (v.code, v.out, v.err) == (0, "", "2 files, 2 moves: valid (0 errors, 0 warnings)\n")
     p = run_step(plan_wf, "Plan", repo, tmp_path / "s2", **secrets)
     assert p.code == 0, p.err
     assert "acme-to-northwind" in p.out and "::error" not in p.out
