@@ -103,6 +103,7 @@ def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[
     records = st.moves if st else {}
     latest = st.latest_done() if st else {}
     the_plan = planner.plan(moves, snap, records, latest, diagnostics)
+    _suggest_ids(platform, the_plan)
     prior = {"lineage": st.lineage, "serial": st.serial} if st else None
     result = PlanResult(the_plan, platform.url, fingerprint(snap, reads), prior, git_commit, files, tuple(paths),
                         state_location(store.location) if store else None)
@@ -111,6 +112,23 @@ def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[
     if hint:
         result.notes.append(hint)
     return result
+
+
+NOT_FOUND = {"customer-not-found": ("customer", "spec.customer"),
+             "reseller-not-found": ("to_reseller", "spec.toReseller")}
+
+
+def _suggest_ids(platform: Platform, the_plan: planner.Plan) -> None:
+    """An unknown customer or reseller id gets "did you mean" (one search call per unknown id) and a hint."""
+    from reconciler.newmove import did_you_mean
+
+    for pm in the_plan.moves:
+        for i, d in enumerate(pm.diagnostics):
+            if d.code in NOT_FOUND:
+                attr, key = NOT_FOUND[d.code]
+                guess = did_you_mean(platform, getattr(pm, attr))
+                tail = guess or f"; check {key} (ids are exact and case-sensitive)"
+                pm.diagnostics[i] = dataclasses.replace(d, message=d.message + tail)
 
 
 def _sensitive_digests(the_plan: planner.Plan, snap: Snapshot) -> dict[str, dict[str, str]]:
