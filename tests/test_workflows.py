@@ -315,7 +315,7 @@ def test_plan_steps_fail_the_check_on_an_invalid_move(plan_wf: dict[str, Any], t
     assert r.code == 1  # the check fails
     assert r.outputs == "exit-code=1\n"
     comment = (repo / "comment.md").read_text(encoding="utf-8")
-    assert comment.startswith(MARKER + "\n## reconcile plan: ❌ not applyable")
+    assert comment.startswith(MARKER + "\n## reconcile plan: ❌ cannot be applied")
     assert "sal-unmatched" in comment
     plan = json.loads((repo / "plan.json").read_text(encoding="utf-8"))
     assert plan["applyable"] is False and plan["summary"]["invalid"] == 1
