@@ -149,13 +149,25 @@ def test_plan_workflow_shape() -> None:
     assert step(wf, "Plan")["run"] == 'reconcile plan --format github "$MANIFESTS"'
     render = step(wf, "Render the plan comment and the plan JSON")
     assert render["if"] == "${{ !cancelled() }}"
-    assert 'reconcile plan --format markdown --out plan.json "$MANIFESTS" > comment.md' in render["run"]
+    assert 'reconcile plan --format markdown "$MANIFESTS" > comment.md' in render["run"]
+    assert "--out" not in render["run"]  # a saved plan file holds sensitive values: never uploaded
+    assert 'reconcile plan --format json "$MANIFESTS" > plan.json' in render["run"]
     upload = step(wf, "Upload the plan JSON")
     assert upload["uses"].startswith("actions/upload-artifact@") and upload["with"]["path"] == "plan.json"
+    assert upload["with"]["name"] == "reconcile-plan-redacted-pr-${{ github.event.pull_request.number }}"
+
     comment = step(wf, "Create or update the plan comment")
     assert comment["if"] == ("${{ !cancelled() && github.event.pull_request.head.repo.full_name "
                              "== github.repository }}")
     assert comment["env"]["GH_TOKEN"] == "${{ github.token }}"
+
+
+def test_no_document_points_at_a_contract_the_user_does_not_have() -> None:
+    root = Path(__file__).resolve().parent.parent
+    docs = [root / "README.md", root / "SECURITY.md", *sorted((root / "examples").rglob("*.md")),
+            *sorted((root / "examples").rglob("*.yml"))]
+    for doc in docs:
+        assert "contract" not in doc.read_text(encoding="utf-8").lower(), doc
 
 
 def test_apply_workflow_shape() -> None:
