@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from reconciler import applier, audit, manifests, planner, schema
 from reconciler import revert as revert_
@@ -19,7 +24,7 @@ from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
 from reconciler.results import PLAN_FORMAT, ApplyResult, DriftReport, PlanResult, Validation
-from reconciler.state import Journal, State, StateStore, open_store
+from reconciler.state import Journal, State, StateStore, is_url, open_store
 from reconciler.yamlsafe import Doc
 
 READ_BATCH = 1000  # customers (or resellers) per batch read: a remote platform pages their users
@@ -99,9 +104,67 @@ def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[
     records = st.moves if st else {}
     latest = st.latest_done() if st else {}
     the_plan = planner.plan(moves, snap, records, latest, diagnostics)
+    _suggest_ids(platform, the_plan)
     prior = {"lineage": st.lineage, "serial": st.serial} if st else None
-    return PlanResult(the_plan, platform.url, fingerprint(snap, reads), prior, git_commit, files, tuple(paths),
-                      store.location if store else None)
+    result = PlanResult(the_plan, platform.url, fingerprint(snap, reads), prior, git_commit, files, tuple(paths),
+                        state_location(store.location) if store else None)
+    result.sensitive = _sensitive_digests(the_plan, snap)
+    hint = store.missing_hint() if store else None
+    if hint:
+        result.notes.append(hint)
+    return result
+
+
+NOT_FOUND = {"customer-not-found": ("customer", "spec.customer"),
+             "reseller-not-found": ("to_reseller", "spec.toReseller")}
+
+
+def _suggest_ids(platform: Platform, the_plan: planner.Plan) -> None:
+    """An unknown customer or reseller id gets "did you mean" (one search call per unknown id) and a hint."""
+    from reconciler.newmove import did_you_mean
+
+    for pm in the_plan.moves:
+        for i, d in enumerate(pm.diagnostics):
+            if d.code in NOT_FOUND:
+                attr, key = NOT_FOUND[d.code]
+                guess = did_you_mean(platform, getattr(pm, attr))
+                tail = guess or f"; check {key} (ids are exact and case-sensitive)"
+                pm.diagnostics[i] = dataclasses.replace(d, message=d.message + tail)
+
+
+def _sensitive_digests(the_plan: planner.Plan, snap: Snapshot) -> dict[str, dict[str, str]]:
+    """Per move, a sha256 of each sensitive value its request would set (the plan shows them as "(sensitive)"):
+    the plan file carries them, so that `apply --plan` can tell an edited secret from the reviewed one."""
+    out: dict[str, dict[str, str]] = {}
+    for pm in the_plan.moves:
+        if pm.order is None:
+            continue
+        digests = {}
+        for svc, sub in sorted(pm.order.subscriptions.items()):
+            service = snap.catalog.get(svc)
+            for key, val in sorted(sub.overrides.items()):
+                prop = service.properties.get(key) if service else None
+                if prop is not None and prop.sensitive:
+                    digests[f"{svc}.{key}"] = sha256_of([pm.name, svc, key, val])
+        if digests:
+            out[pm.name] = digests
+    return out
+
+
+def state_location(location: str) -> str:
+    """Where the state is, as a plan file records it: a file as an absolute path; a URL without its password
+    (or any secret query parameter: libpq's own sources give those)."""
+    if not is_url(location):
+        return os.path.abspath(location)
+    parts = urlsplit(location)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{hostport}" if user else hostport
+    secret = ("password", "passwd", "pwd", "token", "secret", "key", "sslpassword", "auth")
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in secret])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _open(settings: Settings) -> Platform:
@@ -112,29 +175,45 @@ def plan(paths: Sequence[str], settings: Settings) -> PlanResult:
     store = open_store(settings.state)
     try:
         st = store.load()
+        loaded = manifests.load(paths, st.known() if st else None)
+        platform = _open(settings)
+        try:
+            if st is not None:
+                applier.refresh(st, platform)  # in memory only: plan never writes the state
+            return build_plan(platform, loaded.moves, loaded.diagnostics, st, audit.commit_of(paths), loaded.files,
+                              paths, store)
+        finally:
+            platform.close()
     finally:
         store.close()
-    loaded = manifests.load(paths, st.known() if st else None)
-    platform = _open(settings)
-    try:
-        if st is not None:
-            applier.refresh(st, platform)  # in memory only: plan never writes the state
-        return build_plan(platform, loaded.moves, loaded.diagnostics, st, audit.commit_of(paths), loaded.files,
-                          paths, store)
-    finally:
-        platform.close()
 
 
 def write_plan_file(result: PlanResult, out: str) -> None:
-    """The plan JSON plus each move's manifest document: what apply --plan applies, as reviewed."""
+    """The plan JSON plus each move's manifest document: what apply --plan applies, as reviewed.
+
+    It may hold sensitive values: written to a new file of mode 0600 beside `out`, then renamed over it, so an
+    existing file never keeps a wider mode, a symlink at `out` is replaced (never written through), and a
+    reader never sees half a plan."""
     from reconciler.render.json import write_plan
 
+    target = Path(out)
+    if target.is_dir() and not target.is_symlink():
+        raise ReconcilerError(f"cannot write the plan file {out}: it is a directory")
+    tmp: str | None = None
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold sensitive values
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # mode 0600
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             write_plan(result, fh, with_manifests=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        tmp = None
     except OSError as e:
         raise ReconcilerError(f"cannot write the plan file {out}: {e.strerror or e}") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def read_plan_file(path: str) -> tuple[dict[str, Any], list[Move]]:
@@ -171,16 +250,37 @@ def read_plan_file(path: str) -> tuple[dict[str, Any], list[Move]]:
 Approver = Callable[[PlanResult], bool]
 
 
+def require_moves(result: PlanResult, allow_empty: bool, verb: str = "plan", plan_file: str | None = None) -> None:
+    """A plan or apply with no move to judge is an error (a wrong path in CI must not stay green), unless the
+    operator says they mean it."""
+    if result.plan.moves or allow_empty:
+        return
+    if plan_file:
+        why = f"the plan file {plan_file} holds no move"
+    elif result.files == 0:
+        why = f"no manifest (*.yaml, *.yml) found in {', '.join(result.paths) or 'the paths given'}"
+    else:
+        why = (f"the {result.files} manifest file{'s' if result.files != 1 else ''} found in "
+               f"{', '.join(result.paths)} hold{'s' if result.files == 1 else ''} no move")
+    raise ReconcilerError(f"no move to {verb}: {why}",
+                          hint=f"check the paths; `reconcile {verb} --allow-empty` accepts a run with no move")
+
+
 def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None = None,
           approve: Approver = lambda _: True, progress: applier.Progress | None = None,
           lock_timeout: float = 0.0, on_plan: Callable[[PlanResult], None] | None = None,
-          options: applier.Options | None = None) -> ApplyResult:
+          options: applier.Options | None = None, allow_empty: bool = False) -> ApplyResult:
     saved: dict[str, Any] | None = None
     if plan_file:
         saved, moves = read_plan_file(plan_file)
         diags: list[Diagnostic] = []
         files = 0
         commit = saved.get("git_commit")
+        recorded = saved.get("state")
+        if settings.state_source != "option" and isinstance(recorded, str) and recorded:
+            # The plan's own state, as a Terraform plan records its backend: from any directory, whatever the
+            # environment or a reconcile.toml there say; only --state on the command line overrides it.
+            settings = dataclasses.replace(settings, state=recorded)
     else:
         moves, diags, files = [], [], 0
         commit = audit.commit_of(paths)
@@ -205,12 +305,17 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                     raise StalePlan(f"{plan_file}: the plan is stale: the platform changed for the customers it "
                                     "moves since it was made" + _what_changed(saved, result.plan),
                                     hint="make the plan again with `reconcile plan --out FILE`")
+                if saved is not None and _reviewed(saved) != _reviewed_now(result.plan):
+                    raise StalePlan(f"{plan_file}: the plan is stale: what apply would do differs from what the plan "
+                                    "file says was reviewed" + _what_changed(saved, result.plan),
+                                    hint="make the plan again with `reconcile plan --out FILE` and review it")
                 if on_plan:
                     on_plan(result.plan)
                 the_plan = result.plan.plan
                 if not the_plan.applyable:
                     raise ReconcilerError("nothing was applied: the plan has errors (see above)",
                                           hint="fix the manifests, then run `reconcile plan` again")
+                require_moves(result.plan, allow_empty, "apply", plan_file)
                 todo = applier.todo(the_plan.moves, st)
                 if todo and not approve(result.plan):
                     result.declined = True
@@ -225,6 +330,18 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
         store.close()
 
 
+def _reviewed(saved: dict[str, Any]) -> str:
+    """What the plan file says was reviewed: the plan JSON of its moves and the digests of their sensitive values
+    (canonical JSON: 2 and 2.0 differ, as they do on the platform)."""
+    moves = [{k: v for k, v in m.items() if k != "manifest"} if isinstance(m, dict) else m
+             for m in saved.get("moves") or []]
+    return sha256_of(moves)
+
+
+def _reviewed_now(now: PlanResult) -> str:
+    return sha256_of([{**m.to_json(), "sensitive_sha256": now.sensitive.get(m.name, {})} for m in now.plan.moves])
+
+
 def _what_changed(saved: dict[str, Any], now: PlanResult, limit: int = 10) -> str:
     """What the reviewed plan would do differently today, for the stale-plan message (deepdiff's words)."""
     from deepdiff import DeepDiff
@@ -236,15 +353,15 @@ def _what_changed(saved: dict[str, Any], now: PlanResult, limit: int = 10) -> st
             if not isinstance(m, dict):
                 continue
             out[str(m.get("name"))] = {
-                **{k: m.get(k) for k in ("action", "reason", "from_reseller", "to_reseller")},
-                "services": {s.get("service"): s for s in m.get("services") or []},
-                "users": {u.get("user"): {s.get("service"): s for s in u.get("services") or []}
-                          for u in m.get("users") or []},
+                **{k: v for k, v in m.items() if k not in ("name", "services", "users", "manifest")},
+                "services": {s.get("service"): s for s in m.get("services") or [] if isinstance(s, dict)},
+                "users": {u.get("user"): {s.get("service"): s for s in u.get("services") or [] if isinstance(s, dict)}
+                          for u in m.get("users") or [] if isinstance(u, dict)},
             }
         return out
 
     then = moves(saved.get("moves") or [])
-    today = moves([m.to_json() for m in now.plan.moves])
+    today = moves([{**m.to_json(), "sensitive_sha256": now.sensitive.get(m.name, {})} for m in now.plan.moves])
     lines = DeepDiff(then, today, verbose_level=2).pretty().splitlines()
     if not lines:
         return ""

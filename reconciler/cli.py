@@ -57,6 +57,11 @@ def _emit_diagnostics(diags: Sequence[Diagnostic], github: bool = False) -> None
             click.echo(_annotation(d))
 
 
+def _emit_notes(result: PlanResult) -> None:
+    for note in result.notes:
+        click.echo(f"warning: {clean_lines(note)}", err=True)
+
+
 def platform_option(f: F) -> F:
     return click.option("--platform", "platform_url", metavar="URL", envvar=None,
                         help="Platform URL: sqlite:///PATH, https://HOST, or a plug-in's scheme (default: "
@@ -107,16 +112,12 @@ def validate(paths: tuple[str, ...], fmt: str | None) -> None:
     fmt = fmt or ("github" if _github_default() else "text")
     result = app.validate(paths)
     if fmt == "json":
-        click.echo(json_out.dumps({"valid": result.valid, "diagnostics": [d.to_json() for d in result.diagnostics]}))
+        click.echo(json_out.validation(result))
         for d in result.diagnostics:
             click.echo(clean(d.format()), err=True)
     else:
         _emit_diagnostics(result.diagnostics, github=fmt == "github")
-        n_err = sum(1 for d in result.diagnostics if d.is_error)
-        n_warn = len(result.diagnostics) - n_err
-        verdict = "valid" if result.valid else "invalid"
-        click.echo(f"{result.files} file(s), {result.moves} move(s): {verdict} "
-                   f"({n_err} errors, {n_warn} warnings)", err=fmt == "github")
+        click.echo(text_out.validation(result), err=fmt == "github")
     sys.exit(EXIT_OK if result.valid else EXIT_ERROR)
 
 
@@ -130,10 +131,12 @@ def validate(paths: tuple[str, ...], fmt: str | None) -> None:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 1 on error, 2 with changes.")
 @click.option("--show-users", default="20", metavar="N|all", show_default=True,
               help="How many changed users to list per move in text output.")
+@click.option("--allow-empty", is_flag=True, help="Succeed when the paths hold no move (by default an error: a "
+                                                  "wrong path must not pass).")
 @platform_option
 @state_option
 def plan(paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: bool, show_users: str,
-         platform_url: str | None, state_path: str | None) -> None:
+         allow_empty: bool, platform_url: str | None, state_path: str | None) -> None:
     """Check every move rule and show what changes, for the customer and every user.
 
     Reads the platform and the state file; changes nothing. Moves are planned in argument
@@ -144,7 +147,10 @@ def plan(paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: b
     settings = config.resolve(platform_url, state_path)
     result = app.plan(paths, settings)
     github = fmt == "github" or (_github_default() and fmt == "text")
+    _emit_notes(result)
     _emit_diagnostics(list(result.plan.all_diagnostics()), github=github)
+    if result.plan.applyable:
+        app.require_moves(result, allow_empty)
     if out:
         app.write_plan_file(result, out)
     if fmt == "json":
@@ -188,10 +194,12 @@ def _show_users(raw: str) -> int | None:
                    "platform stay in-progress (exit 1; `reconcile status` finishes them later).")
 @click.option("--no-wait", is_flag=True, help="Submit, record in-progress and exit 0 without waiting for the "
                                               "platform; `reconcile status` records the outcomes later.")
+@click.option("--allow-empty", is_flag=True, help="Succeed when there is no move to apply (by default an error: "
+                                                  "a wrong path must not pass).")
 @platform_option
 @state_option
 def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, lock_timeout: float,
-          parallelism: int, wait_timeout: float, no_wait: bool, platform_url: str | None,
+          parallelism: int, wait_timeout: float, no_wait: bool, allow_empty: bool, platform_url: str | None,
           state_path: str | None) -> None:
     """Provision the planned moves, once, journaled in the state file.
 
@@ -214,6 +222,7 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     out = _console()
 
     def show(result: PlanResult) -> None:
+        _emit_notes(result)
         _emit_diagnostics(list(result.plan.all_diagnostics()))
         # A large batch was reviewed as a plan already: list it, one line per move.
         text_out.plan(out, result, 20, compact=len(result.plan.moves) > COMPACT_ABOVE, applying=True)
@@ -221,13 +230,17 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     def approve(result: PlanResult) -> bool:
         if auto_approve:
             return True
-        answer = click.prompt("\nApply these changes? Only 'yes' is accepted", default="", show_default=False)
+        try:
+            answer = click.prompt("\nApply these changes? Only 'yes' is accepted", default="", show_default=False)
+        except click.exceptions.Abort:  # end of input (Ctrl-D) or Ctrl-C at the prompt: declined, like "no"
+            click.echo("", err=True)
+            return False
         return bool(answer.strip() == "yes")
 
     progress = ApplyProgress(out)
     try:
         result = app.apply(settings, paths, plan_file, approve=approve, progress=progress,
-                           lock_timeout=lock_timeout, on_plan=show,
+                           lock_timeout=lock_timeout, on_plan=show, allow_empty=allow_empty,
                            options=Options(parallelism=parallelism, wait_timeout=wait_timeout, wait=not no_wait))
     finally:
         progress.stop()
@@ -253,20 +266,10 @@ def status(names: tuple[str, ...], fmt: str, lock_timeout: float, platform_url: 
     """Refresh request statuses from the platform and show the recorded moves."""
     settings = config.resolve(platform_url, state_path)
     st = app.status(settings, names, lock_timeout)
-    moves = {} if st is None else {n: r.model_dump(mode="json") for n, r in st.moves.items()}
     if fmt == "json":
-        click.echo(json_out.dumps({"moves": moves}))
-        return
-    if not moves:
-        click.echo(f"No recorded moves in {clean(settings.state)}.")
-        return
-    for name, rec in moves.items():
-        last = (rec["requests"] or [{}])[-1]
-        click.echo(clean(f"{name}: {rec['status']}  {rec['customer']}: {rec['from_reseller']} → "
-                         f"{rec['to_reseller']}  ({len(rec['requests'])} request(s); last "
-                         f"{last.get('id', '-')} {last.get('status', '-')})"))
-        if last.get("error"):
-            click.echo(clean(f"    error: {last['error']}"))
+        click.echo(json_out.status(st))
+    else:
+        text_out.status(_console(), st, settings.state)
 
 
 @cli.command()
@@ -282,24 +285,9 @@ def history(customer: str | None, fmt: str, state_path: str | None) -> None:
     settings = config.resolve(None, state_path)
     entries = app.history(settings, customer)
     if fmt == "json":
-        click.echo(json_out.dumps({"moves": entries}))
-        return
-    if not entries:
-        click.echo("No recorded moves" + (f" of {clean(customer)}" if customer else "") + ".")
-        return
-    for e in entries:
-        click.echo(clean(f"{e['applied_at'] or '-'}  {e['name']}: {e['status']}  {e['customer']}: "
-                         f"{e['from_reseller']} → {e['to_reseller']}  by {e['applied_by'] or '-'}"))
-        commit = e["manifest"].get("git_commit")
-        click.echo(clean(f"    manifest {e['manifest']['file']} at commit {commit or '(not in git)'}"))
-        g = e.get("git")
-        if g:
-            click.echo(clean(f"    added by {g['added_by']} in {g['added_in'][:12]} ({g['subject']}); "
-                             f"merged in {g['merged_in'][:12]} ({g['merge_subject']})"))
-        for r in e["requests"]:
-            err = f": {r['error']}" if r.get("error") else ""
-            click.echo(clean(f"    request {r['id']} {r['status']} submitted {r['submitted_at'] or '-'} "
-                             f"completed {r['completed_at'] or '-'}{err}"))
+        click.echo(json_out.history(entries))
+    else:
+        text_out.history(_console(), entries, customer)
 
 
 @cli.command("new-move")

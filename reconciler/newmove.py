@@ -9,6 +9,7 @@ from reconciler.config import Settings
 from reconciler.errors import ReconcilerError
 from reconciler.mapping import resolve, sals_in_use
 from reconciler.platforms import open_platform
+from reconciler.platforms.base import Platform
 from reconciler.render import clean
 from reconciler.yamlsafe import reads_as_text
 
@@ -19,6 +20,18 @@ def _scalar(v: str) -> str:
     if reads_as_text(v) and not v.startswith(("&", "*", "!", "%", "@", "`")):
         return v
     return json.dumps(v)
+
+
+ID_HINT = "ids are exact and case-sensitive; `reconcile platform export` lists the platform's customers and resellers"
+
+
+def did_you_mean(platform: Platform, wanted: str) -> str:
+    """`; did you mean 'acme'?` when the platform has ids like it (one search call), else nothing."""
+    found = [x for x in platform.search(wanted, 3) if x != wanted]
+    if not found:
+        return ""
+    quoted = [repr(x) for x in found]
+    return f"; did you mean {quoted[0] if len(quoted) == 1 else ', '.join(quoted[:-1]) + ' or ' + quoted[-1]}?"
 
 
 def move_name(customer: str, reseller: str) -> str:
@@ -33,13 +46,22 @@ def render(settings: Settings, customer: str, reseller: str) -> str:
         found = platform.customers([customer, reseller])
         cust, dest = found.get(customer), found.get(reseller)
         if cust is None:
-            raise ReconcilerError(f"customer {customer!r} does not exist on the platform")
+            raise ReconcilerError(f"customer {customer!r} does not exist on the platform"
+                                  f"{did_you_mean(platform, customer)}", hint=ID_HINT)
         if dest is None:
-            raise ReconcilerError(f"reseller {reseller!r} does not exist on the platform")
+            raise ReconcilerError(f"reseller {reseller!r} does not exist on the platform"
+                                  f"{did_you_mean(platform, reseller)}", hint=ID_HINT)
         if not dest.is_reseller:
             raise ReconcilerError(f"{reseller!r} is not a reseller; a customer can only move to a reseller")
         if cust.is_reseller:
             raise ReconcilerError(f"{customer!r} is a reseller; a reseller customer cannot be moved")
+        if cust.parent == dest.id:
+            raise ReconcilerError(f"{customer!r} is already a customer of {reseller!r}: there is nothing to move",
+                                  hint="name the reseller the customer should move to")
+        if cust.location != dest.location:
+            raise ReconcilerError(f"{reseller!r} is in location {dest.location!r} and {customer!r} in "
+                                  f"{cust.location!r}: a customer moves only to a reseller in its own location",
+                                  hint=f"choose a reseller in {cust.location!r}")
         res = resolve(cust, dest, {}, sals_in_use(cust, platform.users([cust.id]).get(cust.id, [])))
     finally:
         platform.close()
@@ -52,8 +74,6 @@ def render(settings: Settings, customer: str, reseller: str) -> str:
         "  # ticket: CHG-0000", "  # description: why the customer moves", "spec:",
         f"  customer: {s(customer)}", f"  toReseller: {s(reseller)}", f"  location: {s(cust.location)}",
     ]
-    if cust.location != dest.location:
-        lines.append(f"  # WARNING: {clean(reseller)} is in {clean(dest.location)}: moves never cross locations")
     if res:
         lines.append("  services:")
     for svc, r in res.items():

@@ -7,7 +7,7 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic
-from reconciler.planner import Plan
+from reconciler.planner import Plan, PlannedMove
 from reconciler.state import RequestRecord
 
 PLAN_FORMAT = "1.0"
@@ -34,6 +34,16 @@ class PlanResult:
     files: int = 0
     paths: tuple[str, ...] = ()  # as given on the command line: the next command a hint suggests uses them
     state_location: str | None = None  # where the state is (a plan file records it; never with a password)
+    sensitive: dict[str, dict[str, str]] = field(default_factory=dict)  # move -> "service.key" -> sha256
+    notes: list[str] = field(default_factory=list)  # warnings about the run itself (a state file gone missing)
+
+    def plan_file_extras(self) -> dict[str, Any]:
+        """What a plan file adds to the plan JSON (top level): where its state is."""
+        return {"state": self.state_location}
+
+    def move_extras(self, m: PlannedMove) -> dict[str, Any]:
+        """What a plan file adds to a move: the manifest as reviewed, the digests of its sensitive values."""
+        return {"manifest": m.move.document, "sensitive_sha256": self.sensitive.get(m.name, {})}
 
     def head(self) -> dict[str, Any]:
         """Everything but the moves (render.json streams those one at a time)."""
@@ -50,9 +60,11 @@ class PlanResult:
         for m in self.plan.moves:
             d = m.to_json()
             if with_manifests:
-                d["manifest"] = m.move.document
+                d.update(self.move_extras(m))
             moves.append(d)
         doc = self.head()
+        if with_manifests:
+            doc.update(self.plan_file_extras())
         doc["moves"] = moves
         return doc
 

@@ -66,7 +66,7 @@ def test_a_failed_request_records_failed_exits_1_and_stops(recon: Recon) -> None
     assert ran.code == 1, ran
     assert "Apply complete: 1 applied, 0 adopted, 1 failed, 2 requests submitted." in ran.out
     assert f"{ACME} failed: {HOLD}" in ran.out
-    assert f"1 move(s) not attempted after the failure: {HOOLI}" in ran.out
+    assert f"1 move not attempted after the failure: {HOOLI}" in ran.out
 
     st = recon.state_json()
     assert statuses(st) == {GLOBEX: "applied", ACME: "failed"}  # hooli: pending, not recorded
@@ -105,7 +105,7 @@ def test_a_rerun_after_a_failure_submits_a_new_attempt_then_applies_once_the_hol
     second = rid(recon, ACME)
     ran = recon.cli("apply", "--auto-approve", "--parallelism", "1", "moves")
     assert ran.code == 1, ran
-    assert "Apply complete: 0 applied, 0 adopted, 1 failed, 1 requests submitted." in ran.out
+    assert "Apply complete: 0 applied, 0 adopted, 1 failed, 1 request submitted." in ran.out
     st = recon.state_json()
     assert statuses(st) == {GLOBEX: "applied", ACME: "failed"}
     assert [(r["id"], r["status"]) for r in st["moves"][ACME]["requests"]] == [
@@ -451,7 +451,7 @@ def test_status_refreshes_request_statuses_into_the_state(recon: Recon) -> None:
     before = recon.state_bytes()
     ran = recon.cli("status")
     assert ran.code == 0, ran
-    assert f"{GLOBEX}: applied  globex: contoso → northwind  (1 request(s); last {journaled} Provisioned)" in ran.out
+    assert f"{GLOBEX}: applied  globex: contoso → northwind  (1 request; last {journaled} Provisioned)" in ran.out
     assert recon.state_bytes() == before
 
 

@@ -84,7 +84,7 @@ def test_text_plan_summary_first_then_each_move(workspace: Workspace) -> None:
                      re.M)
     assert re.search(r"^ +sharepoint +standard +externalSharing false → true, storageMB 1024 → 5120", text, re.M)
     assert re.search(r"^    request rq-[0-9a-f]+: CustomerMove, 6 sub-requests$", text, re.M)
-    assert lines[-1] == "Run `reconcile apply` to make these changes."
+    assert lines[-1] == "Run `reconcile apply moves` to make these changes."
     assert text.index("acme-to-northwind") < text.index("vault-to-woodgrove")
 
 
@@ -145,7 +145,7 @@ def test_invalid_moves_show_their_diagnostics_with_codes(workspace: Workspace) -
     assert r.out.splitlines()[0] == ("Plan: 0 to move, 0 no-op, 1 invalid; 0 users change; 0 requests; "
                                      "2 errors, 0 warnings")
     assert "✗ acme-to-fabrikam  acme: contoso → fabrikam  (moves/bad.yaml:1)" in r.out
-    assert "Not applyable: fix the errors above" in r.out
+    assert "Cannot be applied: fix the errors above" in r.out
     assert "moves/bad.yaml:8:13: error[location-mismatch]: " in r.err
 
 

@@ -47,4 +47,4 @@ def test_stale_plan_of_an_unchanged_platform_applies(tmp_path: Path) -> None:
     assert run_main("plan", str(MOVES / "acme-to-northwind.yaml"), "--out", str(plan_file), *where).code == 0
     ran = run_main("apply", "--plan", str(plan_file), "--auto-approve", *where)
     assert ran.code == 0, ran.err
-    assert "Apply complete: 1 applied, 0 adopted, 0 failed, 1 requests submitted." in ran.out
+    assert "Apply complete: 1 applied, 0 adopted, 0 failed, 1 request submitted." in ran.out

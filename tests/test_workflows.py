@@ -151,13 +151,25 @@ def test_plan_workflow_shape() -> None:
     assert step(wf, "Plan")["run"] == 'reconcile plan --format github "$MANIFESTS"'
     render = step(wf, "Render the plan comment and the plan JSON")
     assert render["if"] == "${{ !cancelled() }}"
-    assert 'reconcile plan --format markdown --out plan.json "$MANIFESTS" > comment.md' in render["run"]
+    assert 'reconcile plan --format markdown "$MANIFESTS" > comment.md' in render["run"]
+    assert "--out" not in render["run"]  # a saved plan file holds sensitive values: never uploaded
+    assert 'reconcile plan --format json "$MANIFESTS" > plan.json' in render["run"]
     upload = step(wf, "Upload the plan JSON")
     assert upload["uses"].startswith("actions/upload-artifact@") and upload["with"]["path"] == "plan.json"
+    assert upload["with"]["name"] == "reconcile-plan-redacted-pr-${{ github.event.pull_request.number }}"
+
     comment = step(wf, "Create or update the plan comment")
     assert comment["if"] == ("${{ !cancelled() && github.event.pull_request.head.repo.full_name "
                              "== github.repository }}")
     assert comment["env"]["GH_TOKEN"] == "${{ github.token }}"
+
+
+def test_no_document_points_at_a_contract_the_user_does_not_have() -> None:
+    root = Path(__file__).resolve().parent.parent
+    docs = [root / "README.md", root / "SECURITY.md", *sorted((root / "examples").rglob("*.md")),
+            *sorted((root / "examples").rglob("*.yml"))]
+    for doc in docs:
+        assert "contract" not in doc.read_text(encoding="utf-8").lower(), doc
 
 
 def test_apply_workflow_shape() -> None:
@@ -285,7 +297,7 @@ def test_plan_steps_on_valid_moves(plan_wf: dict[str, Any], tmp_path: Path) -> N
     # Offline: a platform that cannot be reached does not matter.
     v = run_step(plan_wf, "Validate the manifests (offline)", repo, tmp_path / "s1",
                  RECONCILE_PLATFORM="postgres://nowhere")
-    assert (v.code, v.out, v.err) == (0, "", "2 file(s), 2 move(s): valid (0 errors, 0 warnings)\n")
+    assert (v.code, v.out, v.err) == (0, "", "2 files, 2 moves: valid (0 errors, 0 warnings)\n")
     p = run_step(plan_wf, "Plan", repo, tmp_path / "s2", **secrets)
     assert p.code == 0, p.err
     assert "acme-to-northwind" in p.out and "::error" not in p.out
@@ -317,7 +329,7 @@ def test_plan_steps_fail_the_check_on_an_invalid_move(plan_wf: dict[str, Any], t
     assert r.code == 1  # the check fails
     assert r.outputs == "exit-code=1\n"
     comment = (repo / "comment.md").read_text(encoding="utf-8")
-    assert comment.startswith(MARKER + "\n## reconcile plan: ❌ not applyable")
+    assert comment.startswith(MARKER + "\n## reconcile plan: ❌ cannot be applied")
     assert "sal-unmatched" in comment
     plan = json.loads((repo / "plan.json").read_text(encoding="utf-8"))
     assert plan["applyable"] is False and plan["summary"]["invalid"] == 1

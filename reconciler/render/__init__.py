@@ -28,3 +28,8 @@ def value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return clean(v)
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 error`, `2 errors`, `0 errors`: English, never `1 errors` or `error(s)`."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from reconciler.results import PlanResult
+from reconciler.results import PlanResult, Validation
+from reconciler.state import State
 
 
 def _dump(value: Any) -> str:
@@ -15,15 +16,31 @@ def _dump(value: Any) -> str:
 
 
 def write_plan(result: PlanResult, out: IO[str], with_manifests: bool = False) -> None:
-    head = _dump(result.head())  # the moves follow one at a time: the whole plan is never one string
+    head_doc = result.head()
+    if with_manifests:
+        head_doc.update(result.plan_file_extras())
+    head = _dump(head_doc)  # the moves follow one at a time: the whole plan is never one string
     out.write(head[:-1] + ', "moves": [')
     for i, m in enumerate(result.plan.moves):
         d = m.to_json()
         if with_manifests:
-            d["manifest"] = m.move.document
+            d.update(result.move_extras(m))
         out.write(("\n  " if i == 0 else ",\n  ") + _dump(d))
     out.write("\n]}\n")
 
 
 def dumps(doc: Any) -> str:
     return json.dumps(doc, indent=2)
+
+
+def validation(result: Validation) -> str:
+    return dumps({"valid": result.valid, "diagnostics": [d.to_json() for d in result.diagnostics]})
+
+
+def status(st: State | None) -> str:
+    """`{"moves": {NAME: record}}`, records as in the state file."""
+    return dumps({"moves": {} if st is None else {n: r.model_dump(mode="json") for n, r in st.moves.items()}})
+
+
+def history(entries: list[dict[str, Any]]) -> str:
+    return dumps({"moves": entries})

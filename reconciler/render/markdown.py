@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from reconciler.planner import PlannedMove
-from reconciler.render import clean, value
+from reconciler.render import clean, count, value
 from reconciler.results import PlanResult
 
 MARKER = "<!-- reconcile-plan -->"
@@ -46,11 +46,12 @@ def mermaid(result: PlanResult, max_edges: int = 30) -> str:
 
     lines = ["```mermaid", "flowchart LR"]
     for (src, dst), ms in list(pairs.items())[:max_edges]:
-        users = sum(m.user_count for m in ms)
+        # Users changed, as the table and the summary count them (not every user of the customer).
+        users = sum(len(m.users) for m in ms)
         if len(ms) <= 3:
-            label = ", ".join(f"{m.customer} ({m.user_count} users)" for m in ms)
+            label = ", ".join(f"{m.customer} ({count(len(m.users), 'user')} changed)" for m in ms)
         else:
-            label = f"{len(ms)} customers, {users} users"
+            label = f"{len(ms)} customers, {count(users, 'user')} changed"
         lines.append(f'  {node(src)}["{_mermaid_label(src)}"] -->|"{_mermaid_label(label)}"| '
                      f'{node(dst)}["{_mermaid_label(dst)}"]')
     if len(pairs) > max_edges:
@@ -61,7 +62,7 @@ def mermaid(result: PlanResult, max_edges: int = 30) -> str:
 
 def _summary(result: PlanResult) -> list[str]:
     s = result.plan.summary()
-    status = "❌ not applyable" if not result.plan.applyable else ("🔀 changes" if s["moves"] else "✅ no changes")
+    status = "❌ cannot be applied" if not result.plan.applyable else ("🔀 changes" if s["moves"] else "✅ no changes")
     out = [MARKER, f"## reconcile plan: {status}", "",
            "| moves | no-op | invalid | users changed | requests | errors | warnings |",
            "|---:|---:|---:|---:|---:|---:|---:|",
@@ -83,7 +84,7 @@ def _move_row(m: PlannedMove) -> str:
 
 def _details(m: PlannedMove, max_users: int = 20) -> str:
     out = [f"<details><summary>{ICON[m.action]} <b>{md(m.name)}</b>: {md(m.customer)} "
-           f"{md(m.from_reseller or '?')} → {md(m.to_reseller)} ({len(m.users)} users change)</summary>", ""]
+           f"{md(m.from_reseller or '?')} → {md(m.to_reseller)} ({count(len(m.users), 'user')} changed)</summary>", ""]
     out.append(f"File: {md(m.move.file)} line {m.move.line}")
     if m.move.manifest.metadata.ticket:
         out.append(f" · ticket {md(m.move.manifest.metadata.ticket)}")
@@ -112,7 +113,7 @@ def _details(m: PlannedMove, max_users: int = 20) -> str:
                 out.append(f"| {md(u['user'])} | {md(s['service'])} | {md(s['sal']['from'])} → "
                            f"{md(s['sal']['to'])} | {props} |")
         if len(m.users) > max_users:
-            out.append(f"\n… and {len(m.users) - max_users} more users: see the plan JSON artifact.")
+            out.append(f"\n… and {count(len(m.users) - max_users, 'more user')}: see the plan JSON artifact.")
         out.append("")
     out += ["</details>", ""]
     return "\n".join(out)
@@ -129,11 +130,11 @@ def plan(result: PlanResult, limit: int = LIMIT) -> str:
     if diagram:
         parts += [diagram, ""]
     if result.plan.diagnostics:
-        parts.append(f"**{len(result.plan.diagnostics)} problem(s) outside any move:**")
+        parts.append(f"**{count(len(result.plan.diagnostics), 'problem')} outside any move:**")
         for d in result.plan.diagnostics[:50]:
             parts.append(f"- {md(d.file or '')}:{d.line or ''} {md(d.code)}: {md(d.message)}")
         parts.append("")
-    rows = ["| move | customer | reseller | users | action |", "|---|---|---|---:|---|"]
+    rows = ["| move | customer | reseller | users changed | action |", "|---|---|---|---:|---|"]
     rows += [_move_row(m) for m in result.plan.moves]
     tail = "\n_Truncated to fit a comment: the plan JSON artifact has every move and user._\n"
     head = "\n".join(parts) + "\n"
