@@ -320,3 +320,15 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
                     str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+def test_without_the_server_extra_serve_says_what_to_install(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from conftest import run_main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `reconciler[server]` were not installed
+    r = run_main("platform", "serve", "--platform", db, env={"RECONCILE_SERVER_TOKEN": "t"})
+    assert (r.code, r.out) == (1, "")
+    assert r.err == ("error: `reconcile platform serve` needs the server extra, which is not installed: install "
+                     "reconciler[server]\n  hint: pip install 'reconciler[server]'\n")
