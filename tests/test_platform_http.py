@@ -357,3 +357,20 @@ def test_providers_lists_the_builtins(tmp_path: Path) -> None:
 def test_module_constants_keep_the_contract() -> None:
     assert http_provider.PAGE_SIZE >= 500
     assert set(http_provider.RETRY_STATUSES) == {429, 502, 503, 504}
+
+
+def test_a_submit_without_a_final_answer_may_have_taken_effect(peer: Callable[..., _Peer]) -> None:
+    """apply keeps the journaled id of such a submit (and asks for it first next time); a read is just an error."""
+    p = peer([(503, {}, {"title": "busy"})] * 4)
+    client = HttpPlatform(p.url, "tok-1")
+    try:
+        with stamina.set_testing(True, attempts=2):
+            with pytest.raises(PlatformError) as put:
+                client.submit("rq-1", ACME_ORDER)
+            with pytest.raises(PlatformError) as get:
+                client.request("rq-1")
+    finally:
+        client.close()
+    assert put.value.outcome_unknown is True and get.value.outcome_unknown is False
+    assert put.value.message == f"the platform at {p.url} answered 503 to PUT /v1/requests/rq-1 after 2 attempts: busy"
+    assert [h.split()[0] for h in p.hits] == ["PUT", "PUT", "GET", "GET"]
