@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Protocol
 
 from reconciler import audit
-from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, PlatformError, RequestRejected
+from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, PlatformError, RequestConflict
 from reconciler.model import TERMINAL, Customer, MoveOrder, Request, customer_fingerprint, utcnow
 from reconciler.planner import PlannedMove
 from reconciler.platforms.base import Platform
@@ -255,7 +255,7 @@ class _Execution:
             self.dirty.add(pm.name)
         self.flush()  # journaled before submitted: a crash from here on resumes under these ids
 
-    def record(self, flight: _Flight, req: Request | None, error: BaseException | None) -> str:
+    def record(self, flight: _Flight, req: Request | None) -> str:
         """Record what a move's thread returned; the outcome: applied, failed, in-progress."""
         pm = flight.pm
         rec = self.st.moves[pm.name]
@@ -264,13 +264,7 @@ class _Execution:
         last = rec.last_request
         assert last is not None
         outcome = "in-progress"
-        if isinstance(error, RequestRejected):
-            last.status, last.error, last.completed_at = "Failed", error.message, utcnow()
-            record_outcome(self.st, rec, self.platform, Request(last.id, "CustomerMove", pm.customer, "Failed",
-                                                                error=error.message), self.who, pm.order)
-            self.result.failed.append((pm.name, error.message))
-            outcome = "failed"
-        elif req is not None:
+        if req is not None:
             record_request(last, req)
             self.reported[pm.name] = last
             if req.final:
@@ -372,14 +366,16 @@ class _Execution:
                 for fut in done:
                     flight = in_flight.pop(fut)
                     error = fut.exception()
-                    if error is not None and not isinstance(error, RequestRejected):
+                    if error is not None:
                         if not isinstance(error, PlatformError):
                             raise error
-                        unknown = unknown or error  # outcome unknown: the move stays in-progress
-                        self.record(flight, None, None)
+                        # The submit may have reached the platform (a lost answer): the move stays in-progress
+                        # under its journaled id, which the next apply asks for before submitting anything.
+                        unknown = unknown or error
+                        self.record(flight, None)
                         stopping = stopping or "failed"
                         continue
-                    outcome = self.record(flight, fut.result() if error is None else None, error)
+                    outcome = self.record(flight, fut.result())
                     if outcome == "failed" and stopping is None:
                         stopping = "failed"
                     elif outcome == "in-progress" and self.opts.wait and stopping is None:
@@ -409,7 +405,12 @@ def execute(moves: list[PlannedMove], st: State, platform: Platform, writer: Jou
 def _submit(platform: Platform, request_id: str, order: MoveOrder, resumed: bool) -> Request:
     """A resumed request is asked for first: submitted only when the platform does not know it."""
     known = platform.request(request_id) if resumed else None
-    return known if known is not None else platform.submit(request_id, order)
+    if known is not None:
+        return known
+    try:
+        return platform.submit(request_id, order)
+    except RequestConflict as e:  # someone else's request under this id: this move failed, recorded as such
+        return Request(request_id, "CustomerMove", order.customer, "Failed", error=e.message, completed_at=utcnow())
 
 
 def _journal(pm: PlannedMove, st: State, platform: Platform, result: ApplyResult, commit: str | None,

@@ -30,11 +30,16 @@ class ConfigError(ReconcilerError):
 class PlatformError(ReconcilerError):
     """The platform cannot be reached, is not a reconciler platform, or refused a seed."""
 
+    # True when a change may have taken effect although no answer came back (a submit over a network).
+    outcome_unknown = False
 
-class RequestRejected(PlatformError):
-    """The platform answered a submit with a definite no (e.g. the id exists with another body): the request
-    did not and will not run, so apply records it as the move's failure. Any other PlatformError during a
-    submit leaves the outcome unknown: the move stays in-progress and the next apply asks again."""
+
+class RequestConflict(PlatformError):
+    """A submit under an id the platform knows with another body: someone else submitted it (HTTP 409)."""
+
+    def __init__(self, request_id: str, message: str) -> None:
+        super().__init__(message, hint="the move's next attempt gets a new request id: run apply again")
+        self.request_id = request_id
 
 
 class StateError(ReconcilerError):
