@@ -425,9 +425,12 @@ class PostgresStore:
 
     def _schema_version(self, conn: psycopg.Connection[Any]) -> int | None:
         with self._guard("read the state tables' version"):
-            row = conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, 'reconciler_schema'))",
+            # pg_class itself, not to_regclass(): a name lookup's cache may still say "no such table" after
+            # another session created it while this one waited for the schema lock.
+            row = conn.execute("SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON "
+                               "n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'reconciler_schema'",
                                (self.target.schema,)).fetchone()
-            if row is None or row[0] is None:
+            if row is None:
                 return None
             got = conn.execute(self._sql.format("SELECT version FROM {schema}.reconciler_schema")).fetchone()
         return None if got is None else int(got[0])
