@@ -541,3 +541,26 @@ def test_kill_9_at_random_moments_then_a_run_to_completion_applies_each_move_onc
     assert serials == sorted(set(serials)) and serials[-1] == st.serial  # strictly increasing, none lost
     by_id = {r["id"]: r for r in requests}
     assert all(rec.requests[-1].id in by_id for rec in st.moves.values())
+
+
+def test_a_read_only_role_plans_and_reads_but_cannot_apply(pg: PgServer, recon: Recon) -> None:
+    url = pg.state_url(schema="ro_demo")
+    recon.copy_moves()
+    ran = recon.sub("apply", "--auto-approve", "moves/01-globex-to-northwind.yaml", "--state", url, **pg.env())
+    assert ran.code == 0, ran
+    pg.psql("DROP ROLE IF EXISTS reconciler_plan; CREATE ROLE reconciler_plan LOGIN PASSWORD 'ro-pass-1'; "
+            "GRANT USAGE ON SCHEMA ro_demo TO reconciler_plan; GRANT SELECT ON ro_demo.reconciler_schema, "
+            "ro_demo.reconciler_states, ro_demo.reconciler_state_history TO reconciler_plan")
+    ro = url.replace("postgresql://reconciler@", "postgresql://reconciler_plan@")
+    env = {**pg.env(), "PGPASSWORD": "ro-pass-1"}
+    plan = recon.sub("plan", "moves", "--format", "json", "--state", ro, **env)
+    assert plan.code == 0, plan
+    assert json.loads(plan.out)["moves"][0]["reason"] == "applied"
+    assert recon.sub("state", "pull", "--state", ro, **env).code == 0
+    assert recon.sub("history", "--state", ro, **env).code == 0
+    before = recon.sub("state", "pull", "--state", url, **pg.env()).out
+    ran = recon.sub("apply", "--auto-approve", "moves", "--state", ro, **env)
+    assert (ran.code, ran.out) == (1, ""), ran
+    assert ran.err == (f'error: cannot record the state lock\'s holder in PostgreSQL at 127.0.0.1:{pg.port}, database '
+                       '"reconciler": permission denied for table reconciler_locks; nothing more was written\n')
+    assert recon.sub("state", "pull", "--state", url, **pg.env()).out == before
