@@ -22,6 +22,8 @@ from reconciler.render import json as json_out
 from reconciler.render import markdown as md_out
 from reconciler.render import text as text_out
 from reconciler.results import PlanResult
+from reconciler.state import is_url
+from reconciler.urls import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -267,7 +269,8 @@ def status(names: tuple[str, ...], fmt: str, lock_timeout: float, platform_url: 
         click.echo(json_out.dumps({"moves": moves}))
         return
     if not moves:
-        click.echo(f"No recorded moves in {clean(settings.state)}.")
+        where = redact(settings.state) if is_url(settings.state) else settings.state  # never a password
+        click.echo(f"No recorded moves in {clean(where)}.")
         return
     for name, rec in moves.items():
         last = (rec["requests"] or [{}])[-1]

@@ -564,3 +564,23 @@ def test_a_read_only_role_plans_and_reads_but_cannot_apply(pg: PgServer, recon: 
     assert ran.err == (f'error: cannot record the state lock\'s holder in PostgreSQL at 127.0.0.1:{pg.port}, database '
                        '"reconciler": permission denied for table reconciler_locks; nothing more was written\n')
     assert recon.sub("state", "pull", "--state", url, **pg.env()).out == before
+
+
+def test_a_password_in_the_url_is_used_and_never_shown(pg: PgServer, recon: Recon) -> None:
+    url = pg.state_url().replace("postgresql://reconciler@", f"postgresql://reconciler:{pg.password}@")
+    shown = url.replace(f":{pg.password}@", "@")
+    env = {**pg.env(), "PGPASSWORD": ""}
+    ran = recon.sub("status", "--state", url, **env)
+    assert (ran.code, ran.out) == (0, f"No recorded moves in {shown}.\n"), ran
+    recon.copy_moves()
+    for args in (["apply", "--auto-approve", "moves/01-globex-to-northwind.yaml"], ["plan", "moves"],
+                 ["plan", "moves", "--format", "json"], ["status"], ["history"], ["state", "pull"]):
+        ran = recon.sub(*args, "--state", url, **env)
+        assert ran.code == 0, (args, ran)
+        assert pg.password not in ran.out + ran.err, args
+    recon.sub("plan", "moves", "--out", "saved.plan", "--state", url, **env)
+    assert pg.password not in (recon.root / "saved.plan").read_text()
+    with opened(url) as s, s.lock("apply"), opened(url) as other:
+        with pytest.raises(LockHeld) as e, other.lock("apply"):
+            pass
+        assert pg.password not in str(e.value) and shown in str(e.value)
