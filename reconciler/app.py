@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -17,7 +18,7 @@ from reconciler import applier, audit, manifests, planner, schema
 from reconciler import revert as revert_
 from reconciler.config import Settings
 from reconciler.diagnostics import Diagnostic
-from reconciler.errors import ReconcilerError, StalePlan
+from reconciler.errors import ReconcilerError, StalePlan, StateError
 from reconciler.manifests import Manifest, Move
 from reconciler.model import User, sha256_of
 from reconciler.planner import Snapshot
@@ -25,6 +26,7 @@ from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
 from reconciler.results import PLAN_FORMAT, ApplyResult, DriftReport, PlanResult, Validation
 from reconciler.state import Journal, State, StateStore, is_url, open_store
+from reconciler.state.model import dumps, parse
 from reconciler.yamlsafe import Doc
 
 READ_BATCH = 1000  # customers (or resellers) per batch read: a remote platform pages their users
@@ -286,6 +288,7 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
         commit = audit.commit_of(paths)
     store = open_store(settings.state)
     try:
+        store.annotate("apply", commit)
         with applier.Signals().installed() as sig, store.lock("apply", lock_timeout):
             loaded_state = store.load()
             if saved is None:
@@ -388,6 +391,7 @@ def status(settings: Settings, names: Sequence[str] = (), lock_timeout: float = 
     """Refresh request statuses from the platform into the state, and return it."""
     store = open_store(settings.state)
     try:
+        store.annotate("status")
         with store.lock("status", lock_timeout):
             st = store.load()
             if st is None:
@@ -438,10 +442,16 @@ def history(settings: Settings, customer: str | None = None) -> list[dict[str, A
     store = open_store(settings.state)
     try:
         st = store.load()
+        versions = store.versions() if st is not None else []  # a store that keeps every version: who wrote what
     finally:
         store.close()
     if st is None:
         return []
+    touched: dict[str, list[dict[str, Any]]] = {}
+    for v in versions:
+        for name in (st.moves if v["changed"] is None else v["changed"]):
+            touched.setdefault(name, []).append({k: v[k] for k in ("serial", "written_at", "written_by",
+                                                                   "git_commit", "operation")})
     entries = []
     for name, rec in st.moves.items():
         if customer is not None and rec.customer != customer:
@@ -449,11 +459,69 @@ def history(settings: Settings, customer: str | None = None) -> list[dict[str, A
         entry: dict[str, Any] = {"name": name, **rec.model_dump(mode="json")}
         entry.pop("customer_fingerprint", None)
         entry["git"] = audit.manifest_origin(rec.manifest.file)
+        if versions:
+            entry["state_versions"] = touched.get(name, [])
         entries.append(entry)
     # Oldest first; moves recorded by one state write keep the order they were applied in.
     order = {name: i for i, name in enumerate(st.moves)}
     entries.sort(key=lambda e: (e.get("applied_serial") or 1 << 62, order[e["name"]]))
     return entries
+
+
+# -- state ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pushed:
+    location: str
+    lineage: str
+    serial: int
+    replaced: tuple[str, int] | None  # the lineage and serial it replaced; None when there was no state
+    forced: bool
+
+
+def state_pull(settings: Settings) -> bytes:
+    """The current state document, as the file store writes it (so `pull > state.json` is a state file)."""
+    store = open_store(settings.state)
+    try:
+        st = store.load()
+    finally:
+        store.close()
+    if st is None:
+        raise StateError(f"there is no state at {store.location}",
+                         hint="`reconcile apply` creates it; `reconcile state push FILE` uploads one")
+    return dumps(st)
+
+
+def state_push(settings: Settings, file: str, force: bool = False, lock_timeout: float = 0.0) -> Pushed:
+    """Replace the state with FILE under the lock: when there is none yet, or FILE has its lineage and a newer
+    serial; `force` replaces any, with a serial above both, so that no earlier plan file applies to it."""
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as e:
+        raise ReconcilerError(f"cannot read {file}: {e.strerror or e}; nothing was changed") from None
+    new = parse(raw, f"file {file}", "push a state file, or what `reconcile state pull` printed")
+    store = open_store(settings.state)
+    try:
+        store.annotate("state push")
+        with store.lock("state push", lock_timeout):
+            cur = store.load()
+            where = store.location
+            if cur is not None and not force:
+                if cur.lineage != new.lineage:
+                    raise StateError(f"{file} has lineage {new.lineage}, the state at {where} has lineage "
+                                     f"{cur.lineage}: it is another state, not a newer version of this one; "
+                                     "nothing was changed",
+                                     hint="`reconcile state pull` shows the current one; `reconcile state push "
+                                          "--force FILE` replaces it anyway")
+                if new.serial <= cur.serial:
+                    raise StateError(f"{file} is at serial {new.serial}, not newer than the state at {where} "
+                                     f"(serial {cur.serial}, same lineage); nothing was changed",
+                                     hint="`reconcile state push --force FILE` replaces it anyway")
+            if cur is not None and force:
+                new.serial = max(new.serial, cur.serial) + 1
+            store.write(new, None)
+    finally:
+        store.close()
+    return Pushed(where, new.lineage, new.serial, None if cur is None else (cur.lineage, cur.serial), force)
 
 
 # -- revert ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from reconciler.render import markdown as md_out
 from reconciler.render import text as text_out
 from reconciler.render.progress import ApplyProgress
 from reconciler.results import PlanResult
+from reconciler.urls import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -287,7 +288,7 @@ def status(names: tuple[str, ...], fmt: str, lock_timeout: float, platform_url: 
     if fmt == "json":
         click.echo(json_out.status(st))
     else:
-        text_out.status(_console(), st, settings.state)
+        text_out.status(_console(), st, redact(settings.state))  # a state URL: never its password
 
 
 @cli.command()
@@ -297,8 +298,9 @@ def status(names: tuple[str, ...], fmt: str, lock_timeout: float, platform_url: 
 def history(customer: str | None, fmt: str, state_path: str | None) -> None:
     """The recorded moves: when, by whom, from which commit, with which requests.
 
-    From the state file, plus git: who added each manifest and the commit that merged it.
-    Run it in the repository that holds the manifests (and, usually, the committed state).
+    From the state, plus git: who added each manifest and the commit that merged it; with
+    the state in PostgreSQL, also every state version that recorded the move (who, when,
+    which commit). Run it in the repository that holds the manifests.
     """
     settings = config.resolve(None, state_path)
     entries = app.history(settings, customer)
@@ -306,6 +308,45 @@ def history(customer: str | None, fmt: str, state_path: str | None) -> None:
         click.echo(json_out.history(entries))
     else:
         text_out.history(_console(), entries, customer)
+
+
+@cli.group()
+def state() -> None:
+    """Move the state between stores: a file (in git) and PostgreSQL, either way.
+
+    \b
+      reconcile state pull --state .reconcile/state.json > state.json
+      reconcile state push state.json --state postgresql://db.example/reconciler
+    """
+
+
+@state.command("pull")
+@state_option
+def state_pull(state_path: str | None) -> None:
+    """Print the current state document (exit 1 when there is none)."""
+    settings = config.resolve(None, state_path)
+    click.echo(app.state_pull(settings), nl=False)  # bytes: exactly the document
+
+
+@state.command("push")
+@click.argument("file", metavar="FILE")
+@click.option("--force", is_flag=True, help="Replace a state of another lineage, or a newer one; the state written "
+                                            "gets a serial above both.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Wait this long for another run's state lock.")
+@state_option
+def state_push(file: str, force: bool, lock_timeout: float, state_path: str | None) -> None:
+    """Replace the state with FILE, under the lock.
+
+    Only when there is no state yet, or FILE has the same lineage and a newer serial;
+    --force replaces any state, printing both lineages.
+    """
+    settings = config.resolve(None, state_path)
+    pushed = app.state_push(settings, file, force, lock_timeout)
+    if pushed.forced and pushed.replaced:
+        click.echo(clean(f"Forced: replaced lineage {pushed.replaced[0]} (serial {pushed.replaced[1]}) with "
+                         f"lineage {pushed.lineage} from {file}."))
+    click.echo(clean(f"Pushed {file} to {pushed.location}: lineage {pushed.lineage}, serial {pushed.serial}."))
 
 
 @cli.command("new-move")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import HealthCheck, settings
+from pg import pg, pg_server  # noqa: F401 (fixtures: a real PostgreSQL server, started once per session)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED = FIXTURES / "platform.yaml"  # a copy of conformance scenario 01's platform plus `vault` (sensitive values)

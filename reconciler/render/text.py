@@ -236,3 +236,6 @@ def history(console: Console, entries: list[dict[str, Any]], customer: str | Non
             err = f": {e(r['error'])}" if r.get("error") else ""
             say(console, f"    request {e(r['id'])} {e(r['status'])} submitted {e(r['submitted_at'] or '-')} "
                          f"completed {e(r['completed_at'] or '-')}{err}", 8)
+        for v in x.get("state_versions", []):  # a store that keeps every version (PostgreSQL)
+            say(console, f"    state serial {v['serial']} written {e(v['written_at'])} by {e(v['written_by'])} "
+                         f"({e(v['operation'] or '-')}, commit {e(v['git_commit'] or '-')})", 8)

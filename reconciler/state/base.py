@@ -45,6 +45,15 @@ class StateStore(Protocol):
         """When load() found no state: a warning worth showing (a backup that could be restored), or None."""
         ...
 
+    def annotate(self, operation: str | None = None, git_commit: str | None = None) -> None:
+        """What the next writes come from; a store that keeps every version records it with each."""
+        ...
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every committed version, oldest first (serial, lineage, written_at, written_by, git_commit,
+        operation, changed move names or None for all); [] for a store that keeps only the latest."""
+        ...
+
     def close(self) -> None: ...
 
 

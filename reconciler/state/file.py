@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from reconciler.errors import LockHeld, StateError
 from reconciler.state.base import describe_holder, holder_info
@@ -74,6 +75,12 @@ class FileStore:
             return None
         return (f"there is no state file at {self.given}, but its backup {backup} exists: every move is planned as "
                 f"if nothing were recorded; if the state was lost, restore it with `cp {backup} {self.path}`")
+
+    def annotate(self, operation: str | None = None, git_commit: str | None = None) -> None:
+        return None  # git keeps the file's versions, when it is committed
+
+    def versions(self) -> list[dict[str, Any]]:
+        return []
 
     def close(self) -> None:
         return None
