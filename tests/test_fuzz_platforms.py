@@ -121,6 +121,12 @@ def test_the_safe_loader_reads_what_pyyaml_writes_as_pyyaml_does(docs: list[Any]
         # A quoting style that does not read back as the value's type makes the emitter write a tag (`!!int "1"`).
         assert len(diags) == 1 and "tags ('tag:yaml.org,2002:" in diags[0], (diags, text)
         return
+    if any(isinstance(ev, yaml.ScalarEvent) and ev.implicit[0] and yamlsafe.ambiguous(ev.value)
+           for ev in yaml.parse(text, Loader=PARSERS[parser])):
+        # PyYAML writes `y`, `N` or `0o17` plain; YAML 1.1 and 1.2 tools read them otherwise: refused, said so
+        # (`platform export` quotes them, so that every export seeds again).
+        assert len(diags) >= 1 and all("YAML 1." in d for d in diags), (diags, text)
+        return
     assert diags == [], (diags, text)
     loaded = [g for g in got if isinstance(g, Doc)]
     assert same([d.data for d in loaded], expected), (text, [d.data for d in loaded], expected)

@@ -130,8 +130,8 @@ def test_secrets_reach_only_the_steps_that_use_the_platform(path: Path) -> None:
     for s in steps(wf):
         if s["name"] in with_secret:
             assert s["env"]["RECONCILE_PLATFORM"] == "${{ secrets.RECONCILE_PLATFORM }}"
-            # plan in a pull request holds the read-only token; apply the write token
-            token = "RECONCILE_READ_TOKEN" if path.name == "plan.yml" else "RECONCILE_TOKEN"
+            # plan in a pull request and the nightly drift hold the read-only token; apply the write token
+            token = "RECONCILE_READ_TOKEN" if path.name in ("plan.yml", "drift.yml") else "RECONCILE_TOKEN"
             assert s["env"]["RECONCILE_TOKEN"] == "${{ secrets." + token + " }}"
 
 
