@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 from reconciler import audit
-from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted
+from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, RequestConflict
 from reconciler.model import TERMINAL, Customer, MoveOrder, Request, customer_fingerprint, utcnow
 from reconciler.planner import PlannedMove
 from reconciler.platforms.base import Platform
@@ -249,7 +249,12 @@ def _execute_group(group: list[PlannedMove], st: State, platform: Platform, writ
 def _submit(platform: Platform, request_id: str, order: MoveOrder, resumed: bool) -> Request:
     """A resumed request is asked for first: submitted only when the platform does not know it."""
     known = platform.request(request_id) if resumed else None
-    return known if known is not None else platform.submit(request_id, order)
+    if known is not None:
+        return known
+    try:
+        return platform.submit(request_id, order)
+    except RequestConflict as e:  # someone else's request under this id: this move failed, recorded as such
+        return Request(request_id, "CustomerMove", order.customer, "Failed", error=e.message, completed_at=utcnow())
 
 
 def _journal(pm: PlannedMove, st: State, platform: Platform, result: ApplyResult, commit: str | None,

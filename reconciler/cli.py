@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 import sys
@@ -73,9 +74,25 @@ COMPACT_ABOVE = 20  # moves: apply lists a larger batch one line per move
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class _StderrLog(logging.Handler):
+    """--verbose: one line per platform call on stderr (resolved at each write, so captured runs see it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(clean(self.format(record)), err=True)
+
+
+def _verbose(verbose: bool) -> None:
+    logger = logging.getLogger("reconciler")
+    if not any(isinstance(h, _StderrLog) for h in logger.handlers):
+        logger.addHandler(_StderrLog())
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="reconcile")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log every platform call on stderr (method, path, status, "
+                                                    "time, attempt; never a token or a value).")
+def cli(verbose: bool) -> None:
     """Move customers between resellers, the GitOps way.
 
     Write a move manifest, review `reconcile plan` in a pull request, and after the merge
@@ -91,6 +108,7 @@ def cli() -> None:
 
     Exit codes: 0 success; 1 any error; plan --detailed-exitcode: 2 when there are changes.
     """
+    _verbose(verbose)
 
 
 @cli.command()
@@ -355,6 +373,47 @@ def platform_export(fmt: str, platform_url: str | None) -> None:
         buf = io.StringIO()
         yaml.dump(doc, buf, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=120)
         click.echo(buf.getvalue(), nl=False)
+
+
+@platform.command("serve")
+@click.option("--platform", "platform_url", required=True, metavar="sqlite:///PATH",
+              help="The embedded platform to serve.")
+@click.option("--listen", default="127.0.0.1:8700", show_default=True, metavar="HOST:PORT",
+              help="Address to listen on; port 0 picks a free one. Off loopback, --tls-cert/--tls-key are needed.")
+@click.option("--workers", type=click.IntRange(min=1, max=256), default=16, show_default=True,
+              help="Requests provisioned at once (one customer's always one after another).")
+@click.option("--provision-seconds", type=click.FloatRange(min=0, max=3600), default=0.0, show_default=True,
+              metavar="S", help="Hold each request InProgress this long before executing it.")
+@click.option("--token-file", metavar="FILE", help="The write token (default: $RECONCILE_SERVER_TOKEN).")
+@click.option("--read-token-file", metavar="FILE",
+              help="A read-only token: every read route, no submit, no sensitive value "
+                   "(default: $RECONCILE_SERVER_READ_TOKEN).")
+@click.option("--tls-cert", metavar="FILE", help="TLS certificate (PEM), with --tls-key: serve https.")
+@click.option("--tls-key", metavar="FILE", help="TLS private key (PEM).")
+def platform_serve(platform_url: str, listen: str, workers: int, provision_seconds: float, token_file: str | None,
+                   read_token_file: str | None, tls_cert: str | None, tls_key: str | None) -> None:
+    """Serve an embedded platform through the Platform API (schemas/platform-api.yaml).
+
+    Prints `serving sqlite:///PATH at http://HOST:PORT` when ready. Requests are provisioned
+    asynchronously and survive a restart; SIGTERM/SIGINT finish the requests in hand, then exit 0.
+    Needs the server extra: pip install 'reconciler[server]'.
+    """
+    from reconciler.platforms import server
+
+    server.serve(server.ServeOptions(platform_url, listen, workers, provision_seconds, token_file, read_token_file,
+                                     tls_cert, tls_key), {"config_dir": os.getcwd()})
+
+
+@platform.command("providers")
+def platform_providers() -> None:
+    """List the platform providers this installation can open: URL scheme, distribution, version."""
+    from reconciler.platforms import providers
+
+    rows = [("SCHEME", "DISTRIBUTION", "VERSION")] + [(f"{p.scheme}://", p.distribution, p.version)
+                                                      for p in providers()]
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    for r in rows:
+        click.echo(clean(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}"))
 
 
 class _NoAliasDumper(yaml.SafeDumper):

@@ -31,6 +31,14 @@ class PlatformError(ReconcilerError):
     """The platform cannot be reached, is not a reconciler platform, or refused a seed."""
 
 
+class RequestConflict(PlatformError):
+    """A submit under an id the platform knows with another body: someone else submitted it (HTTP 409)."""
+
+    def __init__(self, request_id: str, message: str) -> None:
+        super().__init__(message, hint="the move's next attempt gets a new request id: run apply again")
+        self.request_id = request_id
+
+
 class StateError(ReconcilerError):
     """The state file cannot be read or written."""
 
