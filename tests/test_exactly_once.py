@@ -28,7 +28,7 @@ from peers import TOKEN, Proxy, Served, http_available
 
 from reconciler.platforms.sqlite import SqlitePlatform, init
 
-BATCH = 110  # customers moved, 2 users each
+BATCH = 120  # customers moved, 2 users each
 MIN_FAULTS = 200
 MAX_RUNS = 40  # apply runs before giving up
 RUN_SECONDS = 300.0
@@ -144,7 +144,7 @@ def batch(tmp_path: Path) -> Batch:
 
 def test_apply_through_faults_is_exactly_once(batch: Batch, tmp_path: Path) -> None:
     with Served(batch.db_url, tmp_path / "server", "--provision-seconds", "0.02") as served:
-        with Proxy(served.url, tmp_path / "proxy", "--seed", "1010", "--rate", "0.3", "--max-delay", "0.2") as proxy:
+        with Proxy(served.url, tmp_path / "proxy", "--seed", "1010", "--rate", "0.45", "--max-delay", "0.2") as proxy:
             runs = batch.apply_until_done(proxy.url)
             faults = proxy.faults()
         print(f"apply runs: {len(runs)} (exit codes {[r.code for r in runs]}); faults: {faults}")
