@@ -66,6 +66,14 @@ class Server:
         self.stop()
         raise BenchmarkError(f"the server did not start: {self.err.read_text('utf-8', 'replace')[-2000:]}")
 
+    def cpu_s(self) -> float:
+        """The server's CPU time so far (user + system, from /proc; 0 where there is no /proc)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -103,16 +111,21 @@ def run(p: Params, repeat: int, work: Path) -> dict[str, Any]:
     try:
         _say(f"serving at {server.url}")
         times: dict[str, list[float]] = {"embedded": [], "http": []}
+        cpu: dict[str, list[float]] = {"embedded": [], "http": [], "server": []}
         where = {"embedded": db_url, "http": server.url}
         for i in range(repeat):
             for kind in ("embedded", "http"):
                 out, err = logs / f"plan-{kind}-{i}.json", logs / f"plan-{kind}-{i}.err"
+                served_before = server.cpu_s()
                 m = measure([*reconcile, "plan", moves, "--format", "json", "--platform", where[kind], "--state",
                              str(work / "state.json")], work, out, err, _env(RECONCILE_TOKEN=TOKEN))
                 if m.exit_code:
                     raise BenchmarkError(f"plan over {kind}: exit {m.exit_code}: {err.read_text()[-2000:]}")
                 times[kind].append(m.wall_s)
-                _say(f"plan {kind} #{i + 1}: {m.wall_s:.2f} s")
+                cpu[kind].append(m.cpu_s)
+                if kind == "http":
+                    cpu["server"].append(server.cpu_s() - served_before)
+                _say(f"plan {kind} #{i + 1}: {m.wall_s:.2f} s (client CPU {m.cpu_s:.2f} s)")
         if comparable(plan_doc(logs / "plan-embedded-0.json")) != comparable(plan_doc(logs / "plan-http-0.json")):
             raise BenchmarkError("the plans over HTTP and on the embedded platform differ")
         out, err = logs / "plan-http-verbose.json", logs / "plan-http-verbose.err"
@@ -129,7 +142,7 @@ def run(p: Params, repeat: int, work: Path) -> dict[str, Any]:
     users_calls = by_route.get("POST /v1/users/query", 0)
     return {"fixture": {"customers": p.customers, "users_per": p.users_per, "moves": len(desc["moves"]),
                         "moved_users": batch_users, "platform_users": desc["users"]},
-            "embedded_s": min(times["embedded"]), "http_s": min(times["http"]), "times": times,
+            "embedded_s": min(times["embedded"]), "http_s": min(times["http"]), "times": times, "cpu": cpu,
             "calls": len(calls), "by_route": dict(by_route), "users_calls": users_calls,
             "users_per_call": batch_users / users_calls if users_calls else 0.0,
             "cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()]}
@@ -143,6 +156,8 @@ def table(r: dict[str, Any]) -> str:
         "|---|---:|---:|---|",
         f"| plan, embedded (`sqlite:///`) | {r['embedded_s']:.2f} s | | |",
         f"| plan, HTTP on loopback (`reconcile platform serve`) | {r['http_s']:.2f} s | | |",
+        f"| CPU: embedded plan / HTTP client / server | {min(r['cpu']['embedded']):.2f} s / "
+        f"{min(r['cpu']['http']):.2f} s / {min(r['cpu']['server']):.2f} s | | |",
         f"| ratio HTTP / embedded | {ratio:.2f}x | <= {TARGET_RATIO}x | "
         f"{'PASS' if ratio <= TARGET_RATIO else 'FAIL'} |",
         f"| HTTP calls of one plan | {r['calls']} | | |",
