@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 from reconciler import audit
-from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, RequestConflict
+from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, PlatformError, RequestConflict
 from reconciler.model import TERMINAL, Customer, MoveOrder, Request, customer_fingerprint, utcnow
 from reconciler.planner import PlannedMove
 from reconciler.platforms.base import Platform
@@ -213,7 +213,14 @@ def _execute_group(group: list[PlannedMove], st: State, platform: Platform, writ
             prev = before[pm.name]
             resumed = prev is not None and prev.last_request is not None and prev.last_request.id == pm.request_id
             with sig.move_in_flight():
-                req = _submit(platform, pm.request_id, pm.order, resumed)
+                try:
+                    req = _submit(platform, pm.request_id, pm.order, resumed)
+                except PlatformError as e:
+                    # A submit lost on the way back (a reset, a timeout) may have reached the platform: the
+                    # journaled id stays, and the next run asks for it before submitting again.
+                    if e.outcome_unknown:
+                        submitted.add(pm.name)
+                    raise
                 submitted.add(pm.name)
                 req = wait(platform, req, deadline)
                 rec = st.moves[pm.name]

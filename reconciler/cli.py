@@ -346,7 +346,7 @@ def new_move(customer: str, reseller: str, platform_url: str | None) -> None:
 
 @cli.group()
 def platform() -> None:
-    """Create and inspect the embedded platform (sqlite:///PATH)."""
+    """Create, export and serve the embedded platform (sqlite:///PATH); list the platform providers."""
 
 
 @platform.command("init")

@@ -30,6 +30,9 @@ class ConfigError(ReconcilerError):
 class PlatformError(ReconcilerError):
     """The platform cannot be reached, is not a reconciler platform, or refused a seed."""
 
+    # True when a change may have taken effect although no answer came back (a submit over a network).
+    outcome_unknown = False
+
 
 class RequestConflict(PlatformError):
     """A submit under an id the platform knows with another body: someone else submitted it (HTTP 409)."""

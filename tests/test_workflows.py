@@ -128,6 +128,9 @@ def test_secrets_reach_only_the_steps_that_use_the_platform(path: Path) -> None:
     for s in steps(wf):
         if s["name"] in with_secret:
             assert s["env"]["RECONCILE_PLATFORM"] == "${{ secrets.RECONCILE_PLATFORM }}"
+            # plan in a pull request holds the read-only token; apply the write token
+            token = "RECONCILE_READ_TOKEN" if path.name == "plan.yml" else "RECONCILE_TOKEN"
+            assert s["env"]["RECONCILE_TOKEN"] == "${{ secrets." + token + " }}"
 
 
 @pytest.mark.parametrize("path", EXAMPLE_WORKFLOWS, ids=rel)
@@ -278,7 +281,7 @@ def test_plan_steps_on_valid_moves(plan_wf: dict[str, Any], tmp_path: Path) -> N
     repo = gitops_repo(tmp_path / "repo", tmp_path / "platform.db", EXAMPLES / "moves" / "02-acme-to-northwind.yaml",
                        EXAMPLES / "moves" / "03-globex-to-northwind.yaml")
     head = git(repo, "rev-parse", "HEAD")
-    secrets = {"RECONCILE_PLATFORM": ""}  # an unset secret: reconcile.toml decides
+    secrets = {"RECONCILE_PLATFORM": "", "RECONCILE_TOKEN": ""}  # an unset secret: reconcile.toml decides
 
     # Offline: a platform that cannot be reached does not matter.
     v = run_step(plan_wf, "Validate the manifests (offline)", repo, tmp_path / "s1",
@@ -301,7 +304,7 @@ def test_plan_steps_on_valid_moves(plan_wf: dict[str, Any], tmp_path: Path) -> N
 def test_plan_steps_fail_the_check_on_an_invalid_move(plan_wf: dict[str, Any], tmp_path: Path) -> None:
     repo = gitops_repo(tmp_path / "repo", tmp_path / "platform.db", EXAMPLES / "moves" / "02-acme-to-northwind.yaml",
                        EXAMPLES / "invalid" / "sal-unmatched.yaml")
-    secrets = {"RECONCILE_PLATFORM": ""}
+    secrets = {"RECONCILE_PLATFORM": "", "RECONCILE_TOKEN": ""}
     assert run_step(plan_wf, "Validate the manifests (offline)", repo, tmp_path / "s1").code == 0
 
     p = run_step(plan_wf, "Plan", repo, tmp_path / "s2", **secrets)
@@ -331,7 +334,8 @@ def test_validate_step_annotates_schema_errors(plan_wf: dict[str, Any], tmp_path
 
 def test_render_step_when_no_plan_can_be_made(plan_wf: dict[str, Any], tmp_path: Path) -> None:
     repo = gitops_repo(tmp_path / "repo", tmp_path / "platform.db", EXAMPLES / "moves" / "02-acme-to-northwind.yaml")
-    r = run_step(plan_wf, RENDER, repo, tmp_path / "s", RUN_URL=RUN_URL, RECONCILE_PLATFORM="postgres://nowhere")
+    r = run_step(plan_wf, RENDER, repo, tmp_path / "s", RUN_URL=RUN_URL, RECONCILE_PLATFORM="postgres://nowhere",
+                 RECONCILE_TOKEN="")
     assert r.code == 1
     assert "unsupported platform URL" in r.err
     assert r.outputs == "exit-code=1\n"
@@ -440,7 +444,7 @@ def test_apply_then_commit_the_state_back(apply_wf: dict[str, Any], tmp_path: Pa
     origin, checkout = runner_checkout(tmp_path, EXAMPLES / "moves" / "02-acme-to-northwind.yaml",
                                        EXAMPLES / "moves" / "03-globex-to-northwind.yaml")
     applied = git(checkout, "rev-parse", "HEAD")
-    a = run_step(apply_wf, "Apply", checkout, tmp_path / "s1", RECONCILE_PLATFORM="")
+    a = run_step(apply_wf, "Apply", checkout, tmp_path / "s1", RECONCILE_PLATFORM="", RECONCILE_TOKEN="")
     assert a.code == 0, a.err
     assert "Apply complete: 2 applied" in a.out
 
@@ -460,7 +464,7 @@ def test_apply_then_commit_the_state_back(apply_wf: dict[str, Any], tmp_path: Pa
         "globex-to-northwind": ("applied", applied, "octo-merger")}
 
     # The next run finds nothing to do: the state file is unchanged and nothing is committed.
-    a = run_step(apply_wf, "Apply", checkout, tmp_path / "s3", RECONCILE_PLATFORM="")
+    a = run_step(apply_wf, "Apply", checkout, tmp_path / "s3", RECONCILE_PLATFORM="", RECONCILE_TOKEN="")
     assert a.code == 0, a.err
     c = run_step(apply_wf, COMMIT, checkout, tmp_path / "s4", **commit_env())
     assert c.code == 0, c.err
@@ -470,7 +474,7 @@ def test_apply_then_commit_the_state_back(apply_wf: dict[str, Any], tmp_path: Pa
 
 def test_commit_back_rebases_when_main_moved_on(apply_wf: dict[str, Any], tmp_path: Path) -> None:
     origin, checkout = runner_checkout(tmp_path, EXAMPLES / "moves" / "02-acme-to-northwind.yaml")
-    assert run_step(apply_wf, "Apply", checkout, tmp_path / "s1", RECONCILE_PLATFORM="").code == 0
+    assert run_step(apply_wf, "Apply", checkout, tmp_path / "s1", RECONCILE_PLATFORM="", RECONCILE_TOKEN="").code == 0
     # Meanwhile another pull request is merged into main.
     other = tmp_path / "other"
     git(tmp_path, "clone", "-q", str(origin), str(other))
@@ -497,7 +501,7 @@ def test_a_failed_apply_still_commits_its_journal(apply_wf: dict[str, Any], tmp_
     held.write_text(yaml.safe_dump(seed, sort_keys=False), encoding="utf-8")
     origin, checkout = runner_checkout(tmp_path, EXAMPLES / "moves" / "02-acme-to-northwind.yaml", seed=held)
 
-    a = run_step(apply_wf, "Apply", checkout, tmp_path / "s1", RECONCILE_PLATFORM="")
+    a = run_step(apply_wf, "Apply", checkout, tmp_path / "s1", RECONCILE_PLATFORM="", RECONCILE_TOKEN="")
     assert a.code == 1
     c = run_step(apply_wf, COMMIT, checkout, tmp_path / "s2", **commit_env("failure"))
     assert c.code == 0, c.err

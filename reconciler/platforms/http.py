@@ -172,15 +172,23 @@ class HttpPlatform:
                         raise _Retry(resp)
                     return resp
         except _Retry as e:
-            raise self._refused(method, path, e.response, attempt) from None
+            raise self._unknown(method, self._refused(method, path, e.response, attempt)) from None
         except httpx.TimeoutException as e:
-            raise PlatformError(f"the platform at {self.url} did not answer {method} {path} in time "
-                                f"({type(e).__name__}, {attempt} attempt(s))",
-                                hint="check that it is up; raise read_timeout in [platform] for a slow one") from None
+            raise self._unknown(method, PlatformError(
+                f"the platform at {self.url} did not answer {method} {path} in time ({type(e).__name__}, "
+                f"{attempt} attempt(s))", hint="check that it is up; raise read_timeout in [platform] for a slow "
+                                               "one")) from None
         except httpx.TransportError as e:
-            raise PlatformError(f"cannot reach the platform at {self.url}: {type(e).__name__}: {e} "
-                                f"({attempt} attempt(s))", hint="check the URL and that the server is up") from None
+            raise self._unknown(method, PlatformError(
+                f"cannot reach the platform at {self.url}: {type(e).__name__}: {e} ({attempt} attempt(s))",
+                hint="check the URL and that the server is up")) from None
         raise PlatformError(f"no answer from the platform at {self.url}")  # pragma: no cover - stamina re-raises
+
+    @staticmethod
+    def _unknown(method: str, e: PlatformError) -> PlatformError:
+        """A PUT that got no final answer may have taken effect: the caller keeps its id to ask for it."""
+        e.outcome_unknown = method == "PUT"
+        return e
 
     def _refused(self, method: str, path: str, resp: httpx.Response, attempts: int = 1) -> PlatformError:
         detail = _problem_text(resp)
