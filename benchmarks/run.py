@@ -68,6 +68,10 @@ class Config(Params):
 
     applied: int = 10_000
     pending: int = PENDING
+    http: bool = True  # the apply steps over HTTP (needs the server extra)
+    async_moves: int = 200
+    async_seconds: float = 0.5
+    async_parallelism: int = 16
 
     @property
     def half(self) -> int:
@@ -87,6 +91,8 @@ class Targets:
     replan_floor: float | None = 1.0
     applied_plan_s: float | None = 2.0
     plan_rss_mib: float | None = 400.0
+    http_apply_s: float | None = 60.0  # the 1,000-move apply over HTTP (provisioning at once)
+    async_slack: float | None = 1.5  # 200 moves of 0.5 s at N = 16: within 1.5x the ideal plus 5 s
 
 
 @dataclass
@@ -229,11 +235,14 @@ class Bench:
         self.reconcile = reconcile_command()
 
     def run(self, key: str, label: str, argv: Sequence[str], python_helper: bool = False,
-            expect_exit: int = 0) -> Step:
+            expect_exit: int = 0, token: str | None = None) -> Step:
         self.progress(f"{label} ...")
         out, err = self.logs / f"{key}.out", self.logs / f"{key}.err"
         parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        m = measure(argv, self.work, out, err, _env(python_helper))
+        env = _env(python_helper)
+        if token:
+            env["RECONCILE_TOKEN"] = token
+        m = measure(argv, self.work, out, err, env)
         step = Step(key, label, list(argv), m.wall_s, m.rss_kib, m.exit_code, str(out), str(err), m.cpu_s, parent)
         self.report.steps[key] = step
         self.progress(f"{label}: {m.wall_s:.2f} s (CPU {m.cpu_s:.2f} s), {step.rss_mib:.0f} MiB, exit {m.exit_code}")
@@ -340,6 +349,8 @@ def run_benchmark(config: Config, work: Path, targets: Targets = Targets(),  # n
 
     if c.applied:
         _applied_steps(b, c)
+    if c.http:
+        _http_steps(b, c, fixture)
     b.report.load["end"] = _load()
     if b.report.code.get("commit") and code_info() != b.report.code:
         progress("warning: the reconciler source changed during the run (commit or working tree)")
@@ -369,6 +380,82 @@ def _applied_steps(b: Bench, c: Config) -> None:
     step = b.run("applied_plan", f"plan {c.applied:,} applied + {c.pending} pending manifests",
                  b.rc("plan", str(tree), "--format", "json", *where))
     b.check_plan(step, {"moves": c.pending, "noop": c.applied, "reason:applied": c.applied, "errors": 0})
+
+
+class _Served:
+    """`reconcile platform serve` in the background for the HTTP steps (stopped with SIGTERM, then killed)."""
+
+    TOKEN = "bench-write-token"
+
+    def __init__(self, b: Bench, key: str, url: str, *extra: str) -> None:
+        import re
+        import select
+        import signal
+
+        self.signal = signal
+        env = {**_env(False), "RECONCILE_SERVER_TOKEN": self.TOKEN}
+        self.err = open(b.logs / f"{key}-server.err", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(b.rc("platform", "serve", "--platform", url, "--listen", "127.0.0.1:0", *extra),
+                                     cwd=b.work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.err)
+        assert self.proc.stdout is not None
+        buf, deadline = b"", time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(self.proc.stdout.fileno(), 4096) if ready else b""
+            if not chunk:
+                break
+            buf += chunk
+            m = re.search(rb"serving \S+ at (http://\S+)\n", buf)
+            if m:
+                self.url = m.group(1).decode()
+                return
+        self.stop()
+        raise BenchmarkError(f"`reconcile platform serve` did not start (is reconciler[server] installed?): "
+                             f"{(b.logs / f'{key}-server.err').read_text('utf-8', 'replace')[-1500:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(self.signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+
+
+def _http_steps(b: Bench, c: Config, fixture: Path) -> None:
+    """Apply over HTTP: the batch with provisioning at once, then `async_moves` moves of `async_seconds` each."""
+    root = b.work / "http"
+    root.mkdir()
+    url = f"sqlite:///{root / 'platform.db'}"
+    b.run("http_init", "setup: platform init for HTTP", b.rc("platform", "init", "--seed",
+                                                           str(fixture / "platform.json"), "--platform", url))
+    served = _Served(b, "http", url)
+    try:
+        b.run("http_apply", f"apply batch over HTTP ({c.moves:,} moves, --parallelism 4)",
+              b.rc("apply", str(fixture / "moves"), "--auto-approve", "--platform", served.url, "--state",
+                   str(root / "state.json")), token=_Served.TOKEN)
+    finally:
+        served.stop()
+
+    n, secs, par = c.async_moves, c.async_seconds, c.async_parallelism
+    root = b.work / "async"
+    small = root / "fixture"
+    b.run("async_generate", f"setup: generate {n} moves of 1-user customers",
+          b.python("benchmarks.generate", str(small), "--customers", str(n), "--users-per", "1", "--moves", str(n),
+                   "--whale", "0", "--resellers", str(c.resellers)), python_helper=True)
+    url = f"sqlite:///{root / 'platform.db'}"
+    b.run("async_init", "setup: platform init", b.rc("platform", "init", "--seed", str(small / "platform.json"),
+                                                     "--platform", url))
+    served = _Served(b, "async", url, "--provision-seconds", str(secs), "--workers", str(max(16, par)))
+    try:
+        b.run("async_apply", f"apply {n} moves over HTTP, {secs:g} s each, --parallelism {par}",
+              b.rc("apply", str(small / "moves"), "--auto-approve", "--parallelism", str(par), "--platform",
+                   served.url, "--state", str(root / "state.json")), token=_Served.TOKEN)
+    finally:
+        served.stop()
 
 
 # -- targets --------------------------------------------------------------------------------
@@ -419,6 +506,16 @@ def evaluate(report: Report, t: Targets) -> None:
     row("applied_apply", note="setup")
     if "applied_plan" in s:
         row("applied_plan", _fmt(t.applied_plan_s, " s"), _within(s["applied_plan"].wall_s, t.applied_plan_s))
+    if "http_apply" in s:
+        row("http_apply", _fmt(t.http_apply_s, " s"), _within(s["http_apply"].wall_s, t.http_apply_s),
+            f"{s['http_apply'].wall_s / s['apply'].wall_s:.2f}× embedded")
+    if "async_apply" in s:
+        c = report.config
+        ideal = c.async_moves * c.async_seconds / c.async_parallelism
+        limit = None if t.async_slack is None else t.async_slack * ideal + 5
+        wall = s["async_apply"].wall_s
+        row("async_apply", _fmt(limit, " s"), _within(wall, limit),
+            f"{wall / ideal:.2f}× ideal {ideal:.2f} s; +{(wall - ideal) / c.async_moves * 1000:.0f} ms/move")
     plans = [s[k] for k in ("plan_batch", "plan_half", "plan_whale", "replan", "applied_plan") if k in s]
     worst = max(plans, key=lambda x: x.rss_kib)
     rows.append(Row(f"peak RSS of any plan ({worst.label})", rss_mib=worst.rss_mib,
@@ -445,12 +542,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whale", type=int, default=d.whale, help=f"users of the whale, 0 for none (default {d.whale})")
     ap.add_argument("--applied", type=int, default=d.applied,
                     help=f"already applied 1-user moves for the last step, 0 to skip it (default {d.applied})")
+    ap.add_argument("--no-http", action="store_true", help="skip the apply steps over HTTP (no server extra)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     ap.add_argument("--keep", metavar="DIR", help="build in DIR (new or empty) and keep it; default: a temporary "
                                                   "directory, removed afterwards")
     ap.add_argument("--no-fail", action="store_true", help="exit 0 even when a target fails")
     a = ap.parse_args(argv)
-    config = Config(customers=a.customers, users_per=a.users_per, moves=a.moves, whale=a.whale, applied=a.applied)
+    config = Config(customers=a.customers, users_per=a.users_per, moves=a.moves, whale=a.whale, applied=a.applied,
+                    http=not a.no_http)
     try:
         config.check()
     except ValueError as e:

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: `
 
 from benchmarks import run as bench  # noqa: E402
 
-SMALL = bench.Config(customers=40, users_per=50, moves=20, whale=2000, applied=100, pending=10)
+SMALL = bench.Config(customers=40, users_per=50, moves=20, whale=2000, applied=100, pending=10,
+                     async_moves=16, async_seconds=0.3, async_parallelism=8)
 
 # Wall seconds on the reference machine (2 cores, AMD EPYC, Python 3.11.7), the median of 3 runs of SMALL,
 # measured at commit 54022eb (load average about 2). Most of each is the interpreter start and imports
@@ -87,6 +88,8 @@ def test_table_has_every_row_with_a_verdict(report: bench.Report) -> None:
         "setup: platform init (110 users)",
         "setup: apply 100 moves",
         "plan 100 applied + 10 pending manifests",
+        "apply batch over HTTP (20 moves, --parallelism 4)",
+        "apply 16 moves over HTTP, 0.3 s each, --parallelism 8",
         steps[-1],
     ]
     assert steps[-1].startswith("peak RSS of any plan (")
@@ -97,8 +100,17 @@ def test_table_has_every_row_with_a_verdict(report: bench.Report) -> None:
     assert verdicts["plan half batch (10 moves, 500 users)"] == "info"
     judged = [s for s in steps if s.startswith(("platform", "plan", "apply", "re-plan", "peak"))]
     judged.remove("plan half batch (10 moves, 500 users)")
-    assert len(judged) == 8
+    assert len(judged) == 10  # with the two applies over HTTP
     assert all(verdicts[s] in ("PASS", "FAIL") for s in judged)
+
+
+def test_the_asynchronous_apply_is_judged_against_its_ideal(report: bench.Report) -> None:
+    step = report.steps["async_apply"]
+    row = next(r for r in report.rows if r.step == step.label)
+    ideal = 16 * 0.3 / 8
+    assert row.target == f"≤ {1.5 * ideal + 5:g} s"
+    assert row.ratio.startswith(f"{step.wall_s / ideal:.2f}× ideal {ideal:.2f} s; +")
+    assert step.wall_s >= ideal  # two waves of 0.3 s cannot take less
 
 
 def test_ratios_are_against_the_floor_measured_in_the_same_run(report: bench.Report) -> None:
