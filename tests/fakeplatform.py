@@ -19,6 +19,7 @@ from typing import Any
 
 from reconciler import seed as seeds
 from reconciler.model import PENDING, Customer, MoveOrder, PropertyDef, Request, Service, Subscription, User, utcnow
+from reconciler.platforms.base import refusals
 
 URL = "memory://fake"
 
@@ -141,19 +142,8 @@ class FakePlatform:
 
     def _refusals(self, order: MoveOrder) -> tuple[list[str], int]:
         held, to = self._customers.get(order.customer), self._customers.get(order.to_reseller)
-        if held is None:
-            return [f"customer {order.customer} does not exist"], 1
-        if to is None:
-            return [f"reseller {order.to_reseller} does not exist"], 1
-        cust, dest = held.customer, to.customer
-        if not dest.is_reseller:
-            return [f"{order.to_reseller} is not a reseller"], 1
-        if cust.is_reseller:
-            return [f"customer {order.customer} is a reseller and cannot be moved"], 1
-        if cust.location != dest.location:
-            return [f"{order.to_reseller} is in {dest.location}, {order.customer} in {cust.location}"], 1
-        on_hold = [u for u in held.users if u.hold is not None]
-        return [f"user {u.id} cannot be provisioned: {u.hold}" for u in on_hold], len(on_hold)
+        on_hold = [(u.id, u.hold) for u in held.users if u.hold is not None] if held is not None else []
+        return refusals(order, held.customer if held else None, to.customer if to else None, on_hold)
 
     def _move(self, order: MoveOrder) -> dict[str, Any]:
         """Re-parent the customer, set its subscriptions, map its users' SALs; returns what it replaced."""

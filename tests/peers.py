@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
-from conftest import RECONCILE_BIN, subprocess_env
+from conftest import RECONCILE_BIN, Ran, Running, generated_seed, manifest, manifest_yaml, subprocess_env
 
 TOKEN = "contract-write-token-5e1"
 READ_TOKEN = "contract-read-token-8c2"
@@ -171,3 +174,125 @@ class Proxy(_Process):
 def client_env(url: str, token: str = TOKEN) -> dict[str, str]:
     """The environment of a `reconcile` run against a served platform at `url`."""
     return {"RECONCILE_PLATFORM": url, "RECONCILE_TOKEN": token}
+
+
+# -- a batch of moves applied across the network --------------------------------------------------------
+@dataclass
+class Batch:
+    """`n` small customers c000.. under `src`, one manifest each (move-c000..) moving it to `dst`."""
+
+    root: Path
+    db_url: str
+    n: int
+    max_runs: int = 40  # apply_until_done gives up after these
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def customers(self) -> list[str]:
+        return [f"c{i:03d}" for i in range(self.n)]
+
+    @property
+    def names(self) -> list[str]:
+        return [f"move-{c}" for c in self.customers]
+
+    def env(self, url: str) -> dict[str, str]:
+        return subprocess_env(RECONCILE_PLATFORM=url, RECONCILE_STATE=str(self.state), RECONCILE_TOKEN=TOKEN)
+
+    def run(self, url: str, *args: str, timeout: float = 300) -> Ran:
+        try:
+            p = subprocess.run([str(RECONCILE_BIN), *args], cwd=self.root, capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL, timeout=timeout, env=self.env(url))
+        except subprocess.TimeoutExpired as e:
+            return Ran(-1, str(e.stdout or ""), f"timed out after {timeout}s")
+        return Ran(p.returncode, p.stdout, p.stderr)
+
+    def popen(self, url: str, *args: str) -> Running:
+        import tempfile
+
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish)
+        proc = subprocess.Popen([str(RECONCILE_BIN), *args], cwd=self.root, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=err, env=self.env(url))
+        return Running(proc, out, err)
+
+    def apply_until_done(self, url: str, *args: str) -> list[Ran]:
+        """`reconcile apply moves --auto-approve` until it exits 0, at most max_runs times."""
+        runs: list[Ran] = []
+        for _ in range(self.max_runs):
+            runs.append(self.run(url, "apply", "moves", "--auto-approve", *args))
+            if runs[-1].code == 0:
+                return runs
+        raise AssertionError(f"apply never succeeded in {self.max_runs} runs; the last: {runs[-1]}")
+
+    def export(self) -> dict[str, Any]:
+        from reconciler.platforms.sqlite import SqlitePlatform
+
+        p = SqlitePlatform.open(self.db_url)
+        try:
+            return p.export()
+        finally:
+            p.close()
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self.export()["requests"])
+
+    def provisioned(self) -> int:
+        return sum(r["status"] == "Provisioned" for r in self.requests())
+
+    def statuses(self) -> dict[str, str]:
+        if not self.state.exists():
+            return {}
+        return {n: r["status"] for n, r in json.loads(self.state.read_text("utf-8"))["moves"].items()}
+
+    def wait_provisioned(self, n: int, running: Running, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.provisioned() < n:
+            assert running.poll() is None, f"apply ended (exit {running.poll()}) before {n} moves were provisioned"
+            assert time.monotonic() < deadline, f"fewer than {n} moves provisioned after {timeout}s"
+            time.sleep(0.05)
+
+    def assert_exactly_once(self, url: str) -> None:
+        """One Provisioned CustomerMove per moved customer and nothing pending; no request the state does not
+        know; every move recorded applied with the very request the platform ran; every plan a no-op."""
+        doc = self.export()
+        by_customer: dict[str, Counter[str]] = {}
+        provisioned: dict[str, str] = {}
+        for r in doc["requests"]:
+            assert r["type"] == "CustomerMove"
+            by_customer.setdefault(r["customer"], Counter())[r["status"]] += 1
+            if r["status"] == "Provisioned":
+                provisioned[r["customer"]] = r["id"]
+        assert set(by_customer) == set(self.customers)
+        wrong = {c: dict(k) for c, k in by_customer.items() if k["Provisioned"] != 1 or k["Requested"]
+                 or k["InProgress"]}
+        assert not wrong, f"not exactly one Provisioned request (and nothing pending): {wrong}"
+        parents = {c["id"]: c["parent"] for c in doc["customers"]}
+        assert all(parents[c] == "dst" for c in self.customers)
+        st = json.loads(self.state.read_text("utf-8"))
+        known = {q["id"] for rec in st["moves"].values() for q in rec["requests"]}
+        assert {r["id"] for r in doc["requests"]} <= known, "the platform ran a request the state does not know"
+        assert set(st["moves"]) == set(self.names)
+        for name, rec in st["moves"].items():
+            assert rec["status"] == "applied", (name, rec["status"])
+            assert rec["requests"][-1]["id"] == provisioned[rec["customer"]], name
+            assert rec["requests"][-1]["status"] == "Provisioned", name
+        plan = self.run(url, "plan", "moves", "--format", "json")
+        assert plan.code == 0, plan
+        assert Counter(m["action"] for m in json.loads(plan.out)["moves"]) == {"noop": self.n}
+
+
+def make_batch(tmp_path: Path, n: int, users: int = 1) -> Batch:
+    from reconciler.platforms.sqlite import init
+
+    root = tmp_path / "ws"
+    (root / "moves").mkdir(parents=True)
+    seed = generated_seed(tmp_path / "seed.json", {f"c{i:03d}": users for i in range(n)})
+    db_url = f"sqlite:///{root / 'platform.db'}"
+    init(db_url, str(seed))
+    for i in range(n):
+        c = f"c{i:03d}"
+        (root / "moves" / f"{c}.yaml").write_text(manifest_yaml(manifest(f"move-{c}", c, "dst", "eu")),
+                                                  encoding="utf-8")
+    return Batch(root, db_url, n)

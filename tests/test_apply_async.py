@@ -8,18 +8,12 @@ import json
 import os
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import RECONCILE_BIN, Ran, Running, generated_seed, manifest, manifest_yaml, subprocess_env
-from peers import TOKEN, Proxy, Served, http_available
-
-from reconciler.platforms.sqlite import SqlitePlatform, init
+from peers import Proxy, Served, http_available, make_batch
 
 
 @pytest.fixture(autouse=True)
@@ -27,86 +21,6 @@ def _needs_http() -> None:
     why = http_available()
     if why:
         pytest.skip(why)
-
-
-@dataclass
-class Batch:
-    root: Path
-    db_url: str
-    n: int
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def names(self) -> list[str]:
-        return [f"move-c{i:03d}" for i in range(self.n)]
-
-    def env(self, url: str) -> dict[str, str]:
-        return subprocess_env(RECONCILE_PLATFORM=url, RECONCILE_STATE=str(self.state), RECONCILE_TOKEN=TOKEN)
-
-    def run(self, url: str, *args: str, timeout: float = 300) -> Ran:
-        p = subprocess.run([str(RECONCILE_BIN), *args], cwd=self.root, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=timeout, env=self.env(url))
-        return Ran(p.returncode, p.stdout, p.stderr)
-
-    def popen(self, url: str, *args: str) -> Running:
-        import tempfile
-
-        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish)
-        proc = subprocess.Popen([str(RECONCILE_BIN), *args], cwd=self.root, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, env=self.env(url))
-        return Running(proc, out, err)
-
-    def export(self) -> dict[str, Any]:
-        p = SqlitePlatform.open(self.db_url)
-        try:
-            return p.export()
-        finally:
-            p.close()
-
-    def statuses(self) -> dict[str, str]:
-        if not self.state.exists():
-            return {}
-        return {n: r["status"] for n, r in json.loads(self.state.read_text("utf-8"))["moves"].items()}
-
-    def requests(self) -> list[dict[str, Any]]:
-        return list(self.export()["requests"])
-
-    def assert_exactly_once(self, url: str) -> None:
-        """One Provisioned CustomerMove per moved customer, nothing pending, no orphan request the state does not
-        know, every plan a no-op, every move applied with the very request the platform ran."""
-        reqs = self.requests()
-        by_customer: dict[str, Counter[str]] = {}
-        for r in reqs:
-            by_customer.setdefault(r["customer"], Counter())[r["status"]] += 1
-        wrong = {c: dict(k) for c, k in by_customer.items() if k["Provisioned"] != 1 or k["Requested"]
-                 or k["InProgress"]}
-        assert not wrong and len(by_customer) == self.n, wrong
-        st = json.loads(self.state.read_text("utf-8"))
-        known = {q["id"] for rec in st["moves"].values() for q in rec["requests"]}
-        assert {r["id"] for r in reqs} <= known, "the platform ran a request the state does not know"
-        provisioned = {r["customer"]: r["id"] for r in reqs if r["status"] == "Provisioned"}
-        for name, rec in st["moves"].items():
-            assert rec["status"] == "applied", (name, rec["status"])
-            assert rec["requests"][-1]["id"] == provisioned[rec["customer"]], name
-        plan = self.run(url, "plan", "moves", "--format", "json")
-        assert plan.code == 0, plan
-        assert Counter(m["action"] for m in json.loads(plan.out)["moves"]) == {"noop": self.n}
-
-
-def make_batch(tmp_path: Path, n: int, users: int = 1) -> Batch:
-    root = tmp_path / "ws"
-    (root / "moves").mkdir(parents=True)
-    seed = generated_seed(tmp_path / "seed.json", {f"c{i:03d}": users for i in range(n)})
-    db_url = f"sqlite:///{root / 'platform.db'}"
-    init(db_url, str(seed))
-    for i in range(n):
-        c = f"c{i:03d}"
-        (root / "moves" / f"{c}.yaml").write_text(manifest_yaml(manifest(f"move-{c}", c, "dst", "eu")),
-                                                  encoding="utf-8")
-    return Batch(root, db_url, n)
 
 
 # -- waiting ---------------------------------------------------------------------------------------------
@@ -190,7 +104,7 @@ def test_client_kills_a_server_restart_and_network_faults_apply_every_move_exact
     seed = int(os.environ.get("RECONCILE_TEST_SEED") or random.SystemRandom().randrange(1 << 30))
     print(f"\nRECONCILE_TEST_SEED={seed}")  # every random choice below comes from it: re-run with it to reproduce
     rng = random.Random(seed)
-    n, kills_wanted = (200, 30) if FULL else (40, 8)
+    n, kills_wanted = (200, 30) if FULL else (80, 8)
     b = make_batch(tmp_path, n)
     kills = runs = mid_batch = 0
     serials: list[int] = []
@@ -207,9 +121,14 @@ def test_client_kills_a_server_restart_and_network_faults_apply_every_move_exact
             while True:
                 runs += 1
                 assert runs <= kills_wanted + 40 and time.monotonic() < deadline, f"{runs} runs, {kills} kills"
-                running = b.popen(px.url, "apply", "moves", "--auto-approve", "--parallelism", "8")
+                running = b.popen(px.url, "apply", "moves", "--auto-approve", "--parallelism", "4")
                 if kills < kills_wanted:
-                    time.sleep(rng.uniform(0.3, 2.5))
+                    # kill once this run has moved a few customers (plus a jitter into the next step)
+                    target = b.provisioned() + 1
+                    until = time.monotonic() + 60
+                    while running.poll() is None and b.provisioned() < target and time.monotonic() < until:
+                        time.sleep(0.02)
+                    time.sleep(rng.uniform(0.0, 0.15))
                     if not restarted and kills == kills_wanted // 2:
                         served.kill9()  # the server dies mid-batch too, and comes back on the same port
                         time.sleep(rng.uniform(0.0, 0.5))
@@ -228,8 +147,9 @@ def test_client_kills_a_server_restart_and_network_faults_apply_every_move_exact
                 if ran.code == 0 and kills >= kills_wanted:
                     break
             faults = px.faults()
+        span = f"{serials[0]}..{serials[-1]}" if serials else "-"
         print(f"{n} moves, {kills} client kills ({mid_batch} mid-batch), server restarted: {restarted}, {runs} apply "
-              f"runs, faults: {faults}, state serials {serials[0] if serials else '-'}..{serials[-1] if serials else '-'}")
+              f"runs, faults: {faults}, state serials {span}")
         assert restarted and kills >= kills_wanted
         assert mid_batch >= kills // 4, f"only {mid_batch} of {kills} kills landed while moves were left"
         b.assert_exactly_once(served.url)

@@ -211,10 +211,10 @@ def test_apply_twice_equals_apply_once_and_the_platform_is_what_the_plan_said(
         assert first.adopted == [m["name"] for m in plan["moves"] if m["action"] == "noop"]
         once = ws.export()
         state_once = ws.state_bytes() if ws.state.exists() else None
-        assert [(r["id"], r["status"]) for r in once["requests"]] == [
-            (m["requests"][0]["id"], "Provisioned") for m in plan["moves"] if m["action"] == "move"]
-        assert [r["sub_requests"] for r in once["requests"]] == [
-            m["requests"][0]["sub_requests"] for m in plan["moves"] if m["action"] == "move"]
+        # moves run in parallel: the platform's submission order is not the plan's
+        assert sorted((r["id"], r["status"], r["sub_requests"]) for r in once["requests"]) == sorted(
+            (m["requests"][0]["id"], "Provisioned", m["requests"][0]["sub_requests"])
+            for m in plan["moves"] if m["action"] == "move")
         check_platform_matches_plan(plan, before, once, effective)
         if moves:
             st = ws.state_json()

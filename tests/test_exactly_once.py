@@ -14,23 +14,14 @@ the state records each move applied with the very request the platform ran.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import RECONCILE_BIN, Ran, Running, generated_seed, manifest, manifest_yaml, subprocess_env
-from peers import TOKEN, Proxy, Served, http_available
-
-from reconciler.platforms.sqlite import SqlitePlatform, init
+from peers import Batch, Proxy, Served, http_available, make_batch
 
 BATCH = 120  # customers moved, 2 users each
 MIN_FAULTS = 200
-MAX_RUNS = 40  # apply runs before giving up
 RUN_SECONDS = 300.0
 
 pytestmark = [pytest.mark.slow]
@@ -43,103 +34,9 @@ def _needs_http() -> None:
         pytest.skip(why)
 
 
-@dataclass
-class Batch:
-    root: Path
-    db_url: str
-    state: Path
-
-    @property
-    def names(self) -> list[str]:
-        return [f"c{i:03d}" for i in range(BATCH)]
-
-    def env(self, url: str) -> dict[str, str]:
-        return subprocess_env(RECONCILE_PLATFORM=url, RECONCILE_STATE=str(self.state), RECONCILE_TOKEN=TOKEN)
-
-    def run(self, url: str, *args: str, timeout: float = RUN_SECONDS) -> Ran:
-        try:
-            p = subprocess.run([str(RECONCILE_BIN), *args], cwd=self.root, capture_output=True, text=True,
-                               stdin=subprocess.DEVNULL, timeout=timeout, env=self.env(url))
-        except subprocess.TimeoutExpired as e:
-            return Ran(-1, str(e.stdout or ""), f"timed out after {timeout}s")
-        return Ran(p.returncode, p.stdout, p.stderr)
-
-    def popen(self, url: str, *args: str) -> Running:
-        import tempfile
-
-        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish)
-        proc = subprocess.Popen([str(RECONCILE_BIN), *args], cwd=self.root, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, env=self.env(url))
-        return Running(proc, out, err)
-
-    def apply_until_done(self, url: str) -> list[Ran]:
-        """`reconcile apply moves --auto-approve` until it exits 0, at most MAX_RUNS times."""
-        runs: list[Ran] = []
-        for _ in range(MAX_RUNS):
-            runs.append(self.run(url, "apply", "moves", "--auto-approve"))
-            if runs[-1].code == 0:
-                return runs
-        raise AssertionError(f"apply never succeeded in {MAX_RUNS} runs; the last: {runs[-1]}")
-
-    def export(self) -> dict[str, Any]:
-        p = SqlitePlatform.open(self.db_url)
-        try:
-            return p.export()
-        finally:
-            p.close()
-
-    def provisioned(self) -> int:
-        return sum(r["status"] == "Provisioned" for r in self.export()["requests"])
-
-    def wait_provisioned(self, n: int, running: Running, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.provisioned() < n:
-            assert running.poll() is None, f"apply ended (exit {running.poll()}) before {n} moves were provisioned"
-            assert time.monotonic() < deadline, f"fewer than {n} moves provisioned after {timeout}s"
-            time.sleep(0.05)
-
-    def assert_exactly_once(self, url: str) -> None:
-        doc = self.export()
-        by_customer: dict[str, Counter[str]] = {}
-        provisioned: dict[str, str] = {}
-        for r in doc["requests"]:
-            assert r["type"] == "CustomerMove"
-            by_customer.setdefault(r["customer"], Counter())[r["status"]] += 1
-            if r["status"] == "Provisioned":
-                provisioned[r["customer"]] = r["id"]
-        assert set(by_customer) == set(self.names)
-        wrong = {c: dict(n) for c, n in by_customer.items() if n["Provisioned"] != 1 or n["Requested"]
-                 or n["InProgress"]}
-        assert not wrong, f"not exactly one Provisioned request (and nothing pending): {wrong}"
-        parents = {c["id"]: c["parent"] for c in doc["customers"]}
-        assert all(parents[c] == "dst" for c in self.names)
-
-        plan = self.run(url, "plan", "moves", "--format", "json")
-        assert plan.code == 0, plan
-        actions = Counter(m["action"] for m in json.loads(plan.out)["moves"])
-        assert actions == {"noop": BATCH}, actions
-
-        state = json.loads(self.state.read_text("utf-8"))
-        records = state["moves"]
-        assert set(records) == {f"move-{c}" for c in self.names}
-        for name, rec in records.items():
-            assert rec["status"] == "applied", (name, rec["status"])
-            assert rec["requests"][-1]["id"] == provisioned[rec["customer"]], name
-            assert rec["requests"][-1]["status"] == "Provisioned", name
-
-
 @pytest.fixture
 def batch(tmp_path: Path) -> Batch:
-    root = tmp_path / "ws"
-    (root / "moves").mkdir(parents=True)
-    seed = generated_seed(tmp_path / "seed.json", {f"c{i:03d}": 2 for i in range(BATCH)})
-    db_url = f"sqlite:///{root / 'platform.db'}"
-    init(db_url, str(seed))
-    for i in range(BATCH):
-        c = f"c{i:03d}"
-        (root / "moves" / f"{c}.yaml").write_text(manifest_yaml(manifest(f"move-{c}", c, "dst", "eu")),
-                                                  encoding="utf-8")
-    return Batch(root, db_url, root / "state.json")
+    return make_batch(tmp_path, BATCH, users=2)
 
 
 def test_apply_through_faults_is_exactly_once(batch: Batch, tmp_path: Path) -> None:

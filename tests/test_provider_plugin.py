@@ -54,7 +54,9 @@ def fresh_venv(root: Path) -> Path:
     site = run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
     # The test environment's packages (pydantic, httpx, ...) after the venv's own: no index needed.
     Path(site, "zz-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
-    r = run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", *map(str, wheels.glob("*.whl"))])
+    # --ignore-installed: the test environment (on the path above) may hold reconciler already, as in CI
+    r = run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
+             *map(str, wheels.glob("*.whl"))])
     assert r.returncode == 0, r.stdout + r.stderr
     return venv / "bin"
 

@@ -6,7 +6,7 @@ one call, and the embedded one in one query. Unknown ids are left out of every a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from reconciler.model import Customer, MoveOrder, Request, Service, User
@@ -62,3 +62,21 @@ class Factory(Protocol):
     `config_dir`, the directory relative paths in it are relative to."""
 
     def __call__(self, url: str, options: Mapping[str, Any]) -> Platform: ...
+
+
+def refusals(order: MoveOrder, cust: Customer | None, dest: Customer | None,
+             held: Sequence[tuple[str, str]]) -> tuple[list[str], int]:
+    """Why a platform's engine refuses a CustomerMove, and how many sub-requests fail: every provider that
+    executes moves itself (the embedded one, a test double) applies the same rules. `held`: (user, reason)
+    of the customer's users on hold, in platform order."""
+    if cust is None:
+        return [f"customer {order.customer} does not exist"], 1
+    if dest is None:
+        return [f"reseller {order.to_reseller} does not exist"], 1
+    if not dest.is_reseller:
+        return [f"{order.to_reseller} is not a reseller"], 1
+    if cust.is_reseller:
+        return [f"customer {order.customer} is a reseller and cannot be moved"], 1
+    if cust.location != dest.location:
+        return [f"{order.to_reseller} is in {dest.location}, {order.customer} in {cust.location}"], 1
+    return [f"user {uid} cannot be provisioned: {reason}" for uid, reason in held], len(held)

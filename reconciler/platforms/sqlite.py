@@ -30,6 +30,7 @@ from reconciler.model import (
     canonical_json,
     utcnow,
 )
+from reconciler.platforms.base import refusals
 
 FORMAT = "reconciler-platform/2"
 FORMATS = ("reconciler-platform/1", FORMAT)  # /1 lacks the request columns of /2: added on open
@@ -367,20 +368,9 @@ class SqlitePlatform:
         rows = {row[0]: _customer(row) for row in self._conn.execute(
             "SELECT id, name, location, parent, offerings, subscriptions FROM customers WHERE id IN (?, ?)",
             (order.customer, order.to_reseller))}
-        cust, dest = rows.get(order.customer), rows.get(order.to_reseller)
-        if cust is None:
-            return [f"customer {order.customer} does not exist"], 1
-        if dest is None:
-            return [f"reseller {order.to_reseller} does not exist"], 1
-        if not dest.is_reseller:
-            return [f"{order.to_reseller} is not a reseller"], 1
-        if cust.is_reseller:
-            return [f"customer {order.customer} is a reseller and cannot be moved"], 1
-        if cust.location != dest.location:
-            return [f"{order.to_reseller} is in {dest.location}, {order.customer} in {cust.location}"], 1
         held = list(self._conn.execute(
             "SELECT id, hold FROM users WHERE customer = ? AND hold IS NOT NULL ORDER BY ord", (order.customer,)))
-        return [f"user {uid} cannot be provisioned: {reason}" for uid, reason in held], len(held)
+        return refusals(order, rows.get(order.customer), rows.get(order.to_reseller), held)
 
     def _move(self, db: sqlite3.Connection, order: MoveOrder) -> dict[str, Any]:
         """Re-parent the customer, set its subscriptions, map its users' SALs; returns what it replaced."""
