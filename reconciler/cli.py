@@ -49,7 +49,8 @@ def _annotation(d: Diagnostic) -> str:
     kind = "error" if d.is_error else "warning"
     where = ",".join(x for x in (f"file={prop(clean(d.file))}" if d.file else "",
                                  f"line={d.line}" if d.line else "", f"col={d.column}" if d.column else "") if x)
-    return f"::{kind} {where},title={prop('reconcile ' + d.code)}::{esc(clean(d.message))}"
+    title = f"title={prop('reconcile ' + d.code)}"
+    return f"::{kind} {where + ',' if where else ''}{title}::{esc(clean(d.message))}"
 
 
 def _emit_diagnostics(diags: Sequence[Diagnostic], github: bool = False) -> None:

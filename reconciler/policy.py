@@ -209,7 +209,8 @@ def check(the_plan: Plan, policy: Policy | None) -> None:
             found.append(pm.move.locate(error(
                 "policy-large-move",
                 f"{pm.name!r} changes {n} users, more than max_users_per_move = {limit}; if that is intended, "
-                "set spec.allowLarge: true in its manifest (reviewers see it in the plan)", "$.spec"), ("spec",)))
+                "set spec.allowLarge: true in its manifest (reviewers see it in the plan)", "$.spec"),
+                ("spec",), at_key=True))
         if found:
             _invalidate(pm, found)
     s = the_plan.summary()

@@ -78,8 +78,8 @@ def test_required(path: tuple[str, ...], message: str, at: str) -> None:
 @pytest.mark.parametrize("path, message", [
     (("foo",), "$.foo: unknown key 'foo' (allowed here: apiVersion, kind, metadata, spec)"),
     (("metadata", "labels"), "$.metadata.labels: unknown key 'labels' (allowed here: description, name, ticket)"),
-    (("spec", "locaton"), "$.spec.locaton: unknown key 'locaton' (allowed here: allowLarge, customer, location, services, "
-                          "toReseller)"),
+    (("spec", "locaton"), "$.spec.locaton: unknown key 'locaton' (allowed here: allowLarge, customer, location, "
+                          "services, toReseller)"),
     (("spec", "services", "hosted-exchange", "sal"),
      "$.spec.services.hosted-exchange.sal: unknown key 'sal' (allowed here: plan, properties, sals)"),
 ])
