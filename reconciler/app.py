@@ -8,13 +8,16 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from reconciler import applier, audit, manifests, planner, schema
+from reconciler import applier, audit, manifests, planner, schema, targeting
+from reconciler import policy as policy_
 from reconciler import revert as revert_
 from reconciler.config import Settings
 from reconciler.diagnostics import Diagnostic
@@ -24,9 +27,11 @@ from reconciler.model import User, sha256_of
 from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
+from reconciler.policy import Policy
 from reconciler.results import PLAN_FORMAT, ApplyResult, DriftReport, PlanResult, Validation
 from reconciler.state import Journal, State, StateStore, is_url, open_store
 from reconciler.state.model import dumps, parse
+from reconciler.targeting import Partial
 from reconciler.yamlsafe import Doc
 
 READ_BATCH = 1000  # customers (or resellers) per batch read: a remote platform pages their users
@@ -101,15 +106,17 @@ def fingerprint(snap: Snapshot, reads: _Reads) -> str:
 
 def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[Diagnostic],
                st: State | None, git_commit: str | None, files: int = 0, paths: Sequence[str] = (),
-               store: StateStore | None = None) -> PlanResult:
+               store: StateStore | None = None, policy: Policy | None = None,
+               partial: Partial | None = None) -> PlanResult:
     snap, reads = snapshot(platform, moves, st)
     records = st.moves if st else {}
     latest = st.latest_done() if st else {}
     the_plan = planner.plan(moves, snap, records, latest, diagnostics)
     _suggest_ids(platform, the_plan)
+    policy_.check(the_plan, policy)
     prior = {"lineage": st.lineage, "serial": st.serial} if st else None
     result = PlanResult(the_plan, platform.url, fingerprint(snap, reads), prior, git_commit, files, tuple(paths),
-                        state_location(store.location) if store else None)
+                        state_location(store.location) if store else None, policy=policy, partial=partial)
     result.sensitive = _sensitive_digests(the_plan, snap)
     hint = store.missing_hint() if store else None
     if hint:
@@ -173,17 +180,19 @@ def _open(settings: Settings) -> Platform:
     return open_platform(settings.platform_url, settings.platform_options)
 
 
-def plan(paths: Sequence[str], settings: Settings) -> PlanResult:
+def plan(paths: Sequence[str], settings: Settings, targets: Sequence[str] = (),
+         excludes: Sequence[str] = ()) -> PlanResult:
     store = open_store(settings.state)
     try:
         st = store.load()
         loaded = manifests.load(paths, st.known() if st else None)
+        moves, partial = targeting.select(loaded.moves, targets, excludes)
         platform = _open(settings)
         try:
             if st is not None:
                 applier.refresh(st, platform)  # in memory only: plan never writes the state
-            return build_plan(platform, loaded.moves, loaded.diagnostics, st, audit.commit_of(paths), loaded.files,
-                              paths, store)
+            return build_plan(platform, moves, loaded.diagnostics, st, audit.commit_of(paths), loaded.files,
+                              paths, store, settings.policy, partial)
         finally:
             platform.close()
     finally:
@@ -252,11 +261,36 @@ def read_plan_file(path: str) -> tuple[dict[str, Any], list[Move]]:
 Approver = Callable[[PlanResult], bool]
 
 
+def count_moves(n: int) -> str:
+    return f"{n} move{'' if n == 1 else 's'}"
+
+
+def _window_check(policies: Sequence[Policy | None], options: applier.Options | None) -> applier.Options | None:
+    """Outside any apply window: refuse, naming the next opening. Inside: no new move after the first one closes."""
+    windows = list(dict.fromkeys(p.apply_window for p in policies if p is not None and p.apply_window))
+    if not windows:
+        return options
+    now = datetime.now(timezone.utc)
+    why = policy_.outside_window(windows, now)
+    if why is not None:
+        raise ReconcilerError(f"policy-outside-window: nothing was applied: {why}",
+                              hint="run apply again inside the window (reconcile.toml [policy.apply_window])")
+    left = policy_.seconds_left(windows, now)
+    assert left is not None
+    return dataclasses.replace(options or applier.Options(), until=time.monotonic() + left)
+
+
 def require_moves(result: PlanResult, allow_empty: bool, verb: str = "plan", plan_file: str | None = None) -> None:
     """A plan or apply with no move to judge is an error (a wrong path in CI must not stay green), unless the
     operator says they mean it."""
     if result.plan.moves or allow_empty:
         return
+    if result.partial is not None:
+        n = len(result.partial.left_out)
+        raise ReconcilerError(f"no move to {verb}: {result.partial.options()} left out every move "
+                              f"({count_moves(n)}: {', '.join(result.partial.left_out[:10])}"
+                              f"{' …' if n > 10 else ''})",
+                              hint="patterns are shell-style globs on metadata.name, e.g. --target 'acme-*'")
     if plan_file:
         why = f"the plan file {plan_file} holds no move"
     elif result.files == 0:
@@ -271,10 +305,17 @@ def require_moves(result: PlanResult, allow_empty: bool, verb: str = "plan", pla
 def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None = None,
           approve: Approver = lambda _: True, progress: applier.Progress | None = None,
           lock_timeout: float = 0.0, on_plan: Callable[[PlanResult], None] | None = None,
-          options: applier.Options | None = None, allow_empty: bool = False) -> ApplyResult:
+          options: applier.Options | None = None, allow_empty: bool = False, targets: Sequence[str] = (),
+          excludes: Sequence[str] = ()) -> ApplyResult:
     saved: dict[str, Any] | None = None
+    policy, partial = settings.policy, None
     if plan_file:
         saved, moves = read_plan_file(plan_file)
+        checked = policy_.from_json(saved.get("policy"), plan_file)
+        policy = checked.strictest(settings.policy) if checked else settings.policy
+        partial = Partial.from_json(saved.get("partial"))
+        # Both windows: the one the plan was reviewed under and the one of the reconcile.toml found now.
+        options = _window_check([checked, settings.policy], options)
         diags: list[Diagnostic] = []
         files = 0
         commit = saved.get("git_commit")
@@ -286,6 +327,7 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
     else:
         moves, diags, files = [], [], 0
         commit = audit.commit_of(paths)
+        options = _window_check([settings.policy], options)
     store = open_store(settings.state)
     try:
         store.annotate("apply", commit)
@@ -293,7 +335,8 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
             loaded_state = store.load()
             if saved is None:
                 loaded = manifests.load(paths, loaded_state.known() if loaded_state else None)
-                moves, diags, files = loaded.moves, loaded.diagnostics, loaded.files
+                moves, partial = targeting.select(loaded.moves, targets, excludes)
+                diags, files = loaded.diagnostics, loaded.files
             if saved is not None:
                 _check_prior_state(saved, loaded_state, plan_file or "")
             st = loaded_state.model_copy(deep=True) if loaded_state else State()
@@ -303,7 +346,12 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                 if applier.refresh(st, platform):
                     writer.commit(*st.moves)
                 result = ApplyResult(build_plan(platform, moves, diags, st if loaded_state else None, commit,
-                                                files, paths, store))
+                                                files, paths, store, policy, partial))
+                if any(d.is_error and d.code in policy_.CODES for d in result.plan.plan.all_diagnostics()):
+                    if on_plan:  # before the stale checks: a policy the plan breaks now is the reason to say
+                        on_plan(result.plan)
+                    raise ReconcilerError("nothing was applied: the plan breaks the policy (see above)",
+                                          hint="reconcile.toml [policy]; split the batch with --target/--exclude")
                 if saved is not None and result.plan.fingerprint != saved.get("platform", {}).get("fingerprint"):
                     raise StalePlan(f"{plan_file}: the plan is stale: the platform changed for the customers it "
                                     "moves since it was made" + _what_changed(saved, result.plan),
@@ -325,6 +373,8 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                 elif todo:
                     result.waited = (options or applier.Options()).wait
                     applier.execute(todo, st, platform, writer, result, commit, progress, sig, options)
+                    until = options.until if options else None
+                    result.window_closed = until is not None and time.monotonic() >= until
                 result.state_written = writer.writes > 0
                 return result
             finally:

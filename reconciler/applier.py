@@ -169,6 +169,7 @@ class Options:
     parallelism: int = 4  # moves in flight at once; 1 = strictly one after another
     wait_timeout: float = 3600.0  # seconds, for the whole run: then no new move is submitted
     wait: bool = True  # False (--no-wait): submit, record in-progress, do not wait for the outcome
+    until: float | None = None  # time.monotonic() when the apply window closes: then no new move is submitted
 
 
 class Progress(Protocol):
@@ -336,7 +337,7 @@ class _Execution:
                 if self.sig.caught is not None and stopping != "signal":
                     stopping = "signal"
                     self.stop.set()
-                if stopping is None and time.monotonic() >= self.deadline:
+                if stopping is None and time.monotonic() >= min(self.deadline, self.opts.until or self.deadline):
                     stopping = "deadline"
                 # launch what may start: free slot, customer not busy, in plan order
                 if stopping is None:

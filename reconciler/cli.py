@@ -49,7 +49,8 @@ def _annotation(d: Diagnostic) -> str:
     kind = "error" if d.is_error else "warning"
     where = ",".join(x for x in (f"file={prop(clean(d.file))}" if d.file else "",
                                  f"line={d.line}" if d.line else "", f"col={d.column}" if d.column else "") if x)
-    return f"::{kind} {where},title={prop('reconcile ' + d.code)}::{esc(clean(d.message))}"
+    title = f"title={prop('reconcile ' + d.code)}"
+    return f"::{kind} {where + ',' if where else ''}{title}::{esc(clean(d.message))}"
 
 
 def _emit_diagnostics(diags: Sequence[Diagnostic], github: bool = False) -> None:
@@ -74,6 +75,13 @@ def state_option(f: F) -> F:
     return click.option("--state", "state_path", metavar="PATH|URL",
                         help="State file, or postgresql://... for a shared state (default: $RECONCILE_STATE, "
                              "reconcile.toml, then .reconcile/state.json).")(f)
+
+
+def targeting_options(f: F) -> F:
+    f = click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
+                     help="Leave out the moves whose name matches (shell-style glob; repeatable).")(f)
+    return click.option("--target", "targets", multiple=True, metavar="PATTERN",
+                        help="Only the moves whose name matches (shell-style glob; repeatable).")(f)
 
 
 COMPACT_ABOVE = 20  # moves: apply lists a larger batch one line per move
@@ -152,19 +160,33 @@ def validate(paths: tuple[str, ...], fmt: str | None) -> None:
               help="How many changed users to list per move in text output.")
 @click.option("--allow-empty", is_flag=True, help="Succeed when the paths hold no move (by default an error: a "
                                                   "wrong path must not pass).")
+@targeting_options
 @platform_option
 @state_option
 def plan(paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: bool, show_users: str,
-         allow_empty: bool, platform_url: str | None, state_path: str | None) -> None:
+         allow_empty: bool, targets: tuple[str, ...], excludes: tuple[str, ...], platform_url: str | None,
+         state_path: str | None) -> None:
     """Check every move rule and show what changes, for the customer and every user.
 
     Reads the platform and the state file; changes nothing. Moves are planned in argument
     order (a directory in sorted path order), each against the platform as the valid moves
-    before it would leave it, so capacity is counted across the batch.
+    before it would leave it, so capacity is counted across the batch. The [policy] of
+    reconcile.toml (limits, frozen resellers) is checked too: a violation is an error.
+
+    \b
+    Examples:
+      reconcile plan moves/                                   # every move
+      reconcile plan moves/ --target 'acme-*'                 # only moves named acme-...
+      reconcile plan moves/ --exclude 'globex-to-northwind'   # all but one
+      reconcile plan moves/ --target 'eu-*' --out plan.json   # saved: apply --plan keeps the targets
+
+    With --target/--exclude the plan is partial: it says so and lists the moves it left out
+    (not planned, not checked against the policy). Files with YAML or schema errors still
+    count: they are not moves, so no pattern leaves them out.
     """
     limit = _show_users(show_users)
     settings = config.resolve(platform_url, state_path)
-    result = app.plan(paths, settings)
+    result = app.plan(paths, settings, targets, excludes)
     github = fmt == "github" or (_github_default() and fmt == "text")
     _emit_notes(result)
     _emit_diagnostics(list(result.plan.all_diagnostics()), github=github)
@@ -215,11 +237,12 @@ def _show_users(raw: str) -> int | None:
                                               "platform; `reconcile status` records the outcomes later.")
 @click.option("--allow-empty", is_flag=True, help="Succeed when there is no move to apply (by default an error: "
                                                   "a wrong path must not pass).")
+@targeting_options
 @platform_option
 @state_option
 def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, lock_timeout: float,
-          parallelism: int, wait_timeout: float, no_wait: bool, allow_empty: bool, platform_url: str | None,
-          state_path: str | None) -> None:
+          parallelism: int, wait_timeout: float, no_wait: bool, allow_empty: bool, targets: tuple[str, ...],
+          excludes: tuple[str, ...], platform_url: str | None, state_path: str | None) -> None:
     """Provision the planned moves, once, journaled in the state file.
 
     Re-checks every rule against the live platform and applies nothing if any move is
@@ -231,9 +254,22 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     \b
     Ctrl-C or SIGTERM: no new move is submitted, moves in flight are recorded (in-progress
     when the platform has not finished them), exit 130 or 143; run apply again to resume.
+
+    \b
+    Examples:
+      reconcile apply moves/ --target 'acme-*'          # only moves named acme-...
+      reconcile apply moves/ --exclude 'globex-*'       # all but those
+      reconcile apply --plan plan.json                  # exactly as reviewed, targets included
+
+    reconcile.toml [policy] is enforced again (a saved plan's own policy too): outside the
+    [policy.apply_window] apply exits 1 (policy-outside-window) before it takes the lock,
+    naming the next opening; when the window closes during a run, no new move is submitted.
     """
     if bool(paths) == bool(plan_file):
         raise click.UsageError("give manifest PATHs or --plan PLANFILE (one of them)")
+    if plan_file and (targets or excludes):
+        raise click.UsageError("--target/--exclude cannot be used with --plan: a saved plan keeps the targets it "
+                               "was made with")
     if not auto_approve and not sys.stdin.isatty():
         raise ReconcilerError("stdin is not a terminal, so apply cannot ask for approval",
                               hint="review `reconcile plan`, then run `reconcile apply --auto-approve`")
@@ -260,7 +296,8 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     try:
         result = app.apply(settings, paths, plan_file, approve=approve, progress=progress,
                            lock_timeout=lock_timeout, on_plan=show, allow_empty=allow_empty,
-                           options=Options(parallelism=parallelism, wait_timeout=wait_timeout, wait=not no_wait))
+                           options=Options(parallelism=parallelism, wait_timeout=wait_timeout, wait=not no_wait),
+                           targets=targets, excludes=excludes)
     finally:
         progress.stop()
     if result.declined or result.applied or result.adopted or result.failed or result.in_progress:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reconciler.errors import ConfigError
+from reconciler.policy import Policy
+from reconciler.policy import parse as parse_policy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +31,7 @@ class Settings:
     platform_options: Mapping[str, Any] = field(default_factory=dict)  # for the provider: [platform] + config_dir
     config_file: Path | None = None
     state_source: Source = "option"
+    policy: Policy | None = None  # reconcile.toml [policy]: checked by plan and apply
 
 
 def find_config(start: Path) -> Path | None:
@@ -90,4 +93,11 @@ def resolve(platform: str | None = None, state: str | None = None, cwd: Path | N
         where, source = str(cwd / DEFAULT_STATE), "default"
     assert where is not None
     return Settings(platform_url=url, state=where, platform_options=options, config_file=cfg_file,
-                    state_source=source)
+                    state_source=source, policy=policy_of(cfg, cfg_file))
+
+
+def policy_of(cfg: Mapping[str, Any], cfg_file: Path | None) -> Policy | None:
+    """The [policy] table (contract section 12); an unknown key or a bad value is a ConfigError."""
+    if "policy" not in cfg:
+        return None
+    return parse_policy(cfg["policy"], str(cfg_file))

@@ -55,6 +55,7 @@ class Spec(_Model):
     to_reseller: Id = Field(alias="toReseller")
     location: Id
     services: dict[Id, ServiceSpec] = Field(default_factory=dict)
+    allow_large: StrictBool = Field(default=False, alias="allowLarge")  # lifts policy max_users_per_move
 
 
 class Metadata(_Model):
@@ -78,13 +79,14 @@ class Move:
     """
 
     __slots__ = ("name", "digest", "file", "line", "customer", "to_reseller", "location", "file_sha256",
-                 "_manifest", "_doc", "_loader")
+                 "_manifest", "_doc", "_loader", "_allow_large")
 
     def __init__(self, manifest: Manifest | None, doc: Doc | None, digest: str, *, name: str = "",
                  file: str = "", line: int = 1, customer: str = "", to_reseller: str = "", location: str = "",
-                 file_sha256: str | None = None,
+                 file_sha256: str | None = None, allow_large: bool | None = None,
                  loader: Callable[[], tuple[Manifest, Doc]] | None = None) -> None:
         self._manifest, self._doc, self._loader = manifest, doc, loader
+        self._allow_large = allow_large
         self.digest = digest
         if manifest is not None and doc is not None:
             name, file, line = manifest.metadata.name, doc.file, doc.line
@@ -114,6 +116,13 @@ class Move:
     @property
     def spec(self) -> Spec:
         return self.manifest.spec
+
+    @property
+    def allow_large(self) -> bool:
+        """spec.allowLarge; a known move's file is parsed for it only when its bytes might say so."""
+        if self._manifest is None and self._allow_large is not None:
+            return self._allow_large
+        return self.manifest.spec.allow_large
 
     @property
     def document(self) -> Any:
@@ -335,8 +344,11 @@ def _known_move(file: str, raw: bytes, known: Mapping[str, Known] | None) -> Mov
         assert isinstance(got, Move)
         return got.manifest, got.doc
 
+    # Without the key's letters (and no escape that could spell them), allowLarge is surely unset.
+    allow_large = False if b"allowLarge" not in raw and b"\\" not in raw else None
     return Move(None, None, k.digest, name=name, file=file, line=k.line or 1, customer=k.customer,
-                to_reseller=k.to_reseller, location=k.location, file_sha256=k.file_sha256, loader=parse)
+                to_reseller=k.to_reseller, location=k.location, file_sha256=k.file_sha256,
+                allow_large=allow_large, loader=parse)
 
 
 def split_duplicates(moves: Iterable[Move]) -> tuple[list[Move], list[Diagnostic]]:

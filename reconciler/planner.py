@@ -90,7 +90,8 @@ class PlannedMove:
             "name": self.name, "file": self.move.file, "line": self.move.line,
             "manifest_sha256": self.move.digest, "customer": self.customer,
             "from_reseller": self.from_reseller, "to_reseller": self.to_reseller,
-            "location": self.move.location, "action": self.action, "reason": self.reason,
+            "location": self.move.location, "allow_large": self.move.allow_large,
+            "action": self.action, "reason": self.reason,
             "diagnostics": [d.to_json() for d in self.diagnostics],
             "services": self.services, "users": self.users, "requests": self.requests,
         }

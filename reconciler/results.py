@@ -8,7 +8,9 @@ from typing import Any
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic
 from reconciler.planner import Plan, PlannedMove
+from reconciler.policy import Policy
 from reconciler.state import RequestRecord
+from reconciler.targeting import Partial
 
 PLAN_FORMAT = "1.0"
 
@@ -36,10 +38,13 @@ class PlanResult:
     state_location: str | None = None  # where the state is (a plan file records it; never with a password)
     sensitive: dict[str, dict[str, str]] = field(default_factory=dict)  # move -> "service.key" -> sha256
     notes: list[str] = field(default_factory=list)  # warnings about the run itself (a state file gone missing)
+    policy: Policy | None = None  # what the plan was checked against (a plan file carries it)
+    partial: Partial | None = None  # the moves --target/--exclude left out
 
     def plan_file_extras(self) -> dict[str, Any]:
-        """What a plan file adds to the plan JSON (top level): where its state is."""
-        return {"state": self.state_location}
+        """What a plan file adds to the plan JSON (top level): where its state is, the policy it was checked
+        against."""
+        return {"state": self.state_location, "policy": self.policy.to_json() if self.policy else None}
 
     def move_extras(self, m: PlannedMove) -> dict[str, Any]:
         """What a plan file adds to a move: the manifest as reviewed, the digests of its sensitive values."""
@@ -52,6 +57,7 @@ class PlanResult:
             "platform": {"url": self.platform_url, "fingerprint": self.fingerprint},
             "prior_state": self.prior_state, "git_commit": self.git_commit,
             "applyable": self.plan.applyable, "summary": self.plan.summary(),
+            "partial": self.partial.to_json() if self.partial else None,
             "diagnostics": [d.to_json() for d in self.plan.diagnostics],
         }
 
@@ -81,10 +87,12 @@ class ApplyResult:
     declined: bool = False
     state_written: bool = False
     waited: bool = True  # False with --no-wait: in-progress moves are the expected outcome
+    window_closed: bool = False  # the apply window closed during the run: pending moves wait for the next one
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.declined and not (self.in_progress and self.waited)
+        return (not self.failed and not self.declined and not (self.in_progress and self.waited)
+                and not (self.pending and self.window_closed))
 
 
 @dataclass

@@ -123,8 +123,8 @@ CASES = [
     Case("crlf", b(GOOD.replace("\n", "\r\n")), (), code=0, moves=1),
     Case("bom-and-crlf", b"\xef\xbb\xbf" + b(GOOD.replace("\n", "\r\n")), (), code=0, moves=1),
     Case("bom-crlf-error-position", b"\xef\xbb\xbf" + b(GOOD.replace("toReseller", "toreseller").replace("\n", "\r\n")),
-         ("{f}:8:3: error[schema]: $.spec.toreseller: unknown key 'toreseller' (allowed here: customer, location, "
-          "services, toReseller)",
+         ("{f}:8:3: error[schema]: $.spec.toreseller: unknown key 'toreseller' (allowed here: allowLarge, "
+          "customer, location, services, toReseller)",
           "{f}:7:3: error[schema]: $.spec: 'toReseller' is required")),
     # -- tabs --------------------------------------------------------------------------------------
     Case("tab-indentation", b(GOOD.replace("  name: acme", "\tname: acme")),

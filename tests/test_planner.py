@@ -493,7 +493,7 @@ def test_planned_move_to_json_shape(load: Any) -> None:
     assert pm.to_json() == {
         "name": "acme-to-northwind", "file": m.file, "line": 1, "manifest_sha256": m.digest,
         "customer": "acme", "from_reseller": "contoso", "to_reseller": "northwind", "location": "eu-west",
-        "action": "move", "reason": None, "diagnostics": [],
+        "allow_large": False, "action": "move", "reason": None, "diagnostics": [],
         "services": [{"service": EX, "plan": {"from": "basic", "to": "nw"},
                       "sal_mappings": [{"from": "standard", "to": "nw-standard", "source": "explicit"},
                                        {"from": "premium", "to": "premium", "source": "name"}],

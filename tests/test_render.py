@@ -282,10 +282,10 @@ def test_markdown_table_only_when_even_the_table_is_too_long(huge: app.PlanResul
 
 # -- JSON -----------------------------------------------------------------------------------------
 TOP = {"format_version", "tool_version", "platform", "prior_state", "git_commit", "applyable", "summary", "moves",
-       "diagnostics"}
+       "diagnostics", "partial"}
 SUMMARY = {"moves", "noop", "invalid", "users_changed", "requests", "errors", "warnings"}
 MOVE = {"name", "file", "line", "manifest_sha256", "customer", "from_reseller", "to_reseller", "location", "action",
-        "reason", "diagnostics", "services", "users", "requests"}
+        "allow_large", "reason", "diagnostics", "services", "users", "requests"}
 SERVICE = {"service", "plan", "sal_mappings", "customer_properties"}
 DIAG = {"severity", "code", "message", "file", "line", "column", "path"}
 

@@ -78,8 +78,8 @@ def test_required(path: tuple[str, ...], message: str, at: str) -> None:
 @pytest.mark.parametrize("path, message", [
     (("foo",), "$.foo: unknown key 'foo' (allowed here: apiVersion, kind, metadata, spec)"),
     (("metadata", "labels"), "$.metadata.labels: unknown key 'labels' (allowed here: description, name, ticket)"),
-    (("spec", "locaton"), "$.spec.locaton: unknown key 'locaton' (allowed here: customer, location, services, "
-                          "toReseller)"),
+    (("spec", "locaton"), "$.spec.locaton: unknown key 'locaton' (allowed here: allowLarge, customer, location, "
+                          "services, toReseller)"),
     (("spec", "services", "hosted-exchange", "sal"),
      "$.spec.services.hosted-exchange.sal: unknown key 'sal' (allowed here: plan, properties, sals)"),
 ])
@@ -107,7 +107,7 @@ def test_unknown_key_position_is_the_key_in_the_file(tmp_path: Path) -> None:
     (d,) = loaded.diagnostics
     assert (d.line, d.column) == (9, 3)
     assert d.format() == (f"{f}:9:3: error[schema]: $.spec.colour: unknown key 'colour' "
-                          "(allowed here: customer, location, services, toReseller)")
+                          "(allowed here: allowLarge, customer, location, services, toReseller)")
 
 
 # -- type, const, pattern, maxLength ---------------------------------------------------------

@@ -70,6 +70,11 @@ def _summary(result: PlanResult) -> list[str]:
            f"{s['errors']} | {s['warnings']} |", ""]
     if result.git_commit:
         out += [f"Commit `{md(result.git_commit)}` · platform `{md(result.fingerprint[:19])}`", ""]
+    p = result.partial
+    if p is not None:
+        names = ", ".join(md(n) for n in p.left_out[:50]) + (" …" if len(p.left_out) > 50 else "")
+        out += [f"⚠️ **Partial plan**: {md(p.options())} left out {count(len(p.left_out), 'move')} (not planned, "
+                f"not checked against the policy, not applied): {names}", ""]
     return out
 
 
@@ -86,6 +91,8 @@ def _details(m: PlannedMove, max_users: int = 20) -> str:
     out = [f"<details><summary>{ICON[m.action]} <b>{md(m.name)}</b>: {md(m.customer)} "
            f"{md(m.from_reseller or '?')} → {md(m.to_reseller)} ({count(len(m.users), 'user')} changed)</summary>", ""]
     out.append(f"File: {md(m.move.file)} line {m.move.line}")
+    if m.action == "move" and m.move.allow_large:
+        out.append(" · **allowLarge: true** (exempt from the policy max_users_per_move)")
     if m.move.manifest.metadata.ticket:
         out.append(f" · ticket {md(m.move.manifest.metadata.ticket)}")
     if m.move.manifest.metadata.description:

@@ -88,6 +88,8 @@ def plan(console: Console, result: PlanResult, show_users: int | None = 20, comp
     s = result.plan.summary()
     style = "red" if s["errors"] else ("yellow" if s["moves"] else "green")
     say(console, f"[bold {style}]{escape(summary_line(result))}[/]")
+    if result.partial is not None:
+        _say_all(console, partial(result))
     if result.plan.diagnostics:
         e_, w = (sum(1 for d in result.plan.diagnostics if d.is_error),
                  sum(1 for d in result.plan.diagnostics if not d.is_error))
@@ -114,9 +116,24 @@ def plan(console: Console, result: PlanResult, show_users: int | None = 20, comp
         say(console, "[green]No changes: the platform matches the manifests.[/]")
 
 
+def partial(result: PlanResult) -> list[str | tuple[str, int]]:
+    """A partial plan says so, before anything else, and names every move it left out."""
+    p = result.partial
+    assert p is not None
+    out: list[str | tuple[str, int]] = [(
+        f"[bold yellow]Partial plan: {e(p.options())} left out {count(len(p.left_out), 'move')}; they are not "
+        "planned, not checked against the policy and not applied:[/]", 4)]
+    out += [f"  - {e(name)}" for name in p.left_out]
+    return out
+
+
 def apply_command(result: PlanResult) -> str:
-    """The apply of exactly the paths planned, ready to copy and paste."""
-    return " ".join(["reconcile", "apply", *(shlex.quote(clean(p)) for p in result.paths)])
+    """The apply of exactly the paths planned (and the same --target/--exclude), ready to copy and paste."""
+    words = ["reconcile", "apply", *(shlex.quote(clean(p)) for p in result.paths)]
+    if result.partial is not None:
+        words += [w for t in result.partial.targets for w in ("--target", shlex.quote(clean(t)))]
+        words += [w for x in result.partial.excludes for w in ("--exclude", shlex.quote(clean(x)))]
+    return " ".join(words)
 
 
 def _head(m: PlannedMove) -> str:
@@ -128,6 +145,8 @@ def _move(m: PlannedMove, show_users: int | None, width: int = 160) -> list[str 
     """One move as markup lines (with the indentation their continuation takes when wrapped); hand-aligned
     columns (a rich Table per move is ten times slower)."""
     out: list[str | tuple[str, int]] = [_head(m)]
+    if m.action == "move" and m.move.allow_large:
+        out.append("    allowLarge: true (exempt from the policy max_users_per_move)")
     if m.action == "noop":
         out.append(f"    no-op: {REASON.get(m.reason or '', m.reason)}")
     for d in m.diagnostics:
@@ -189,7 +208,8 @@ def apply_result(console: Console, r: ApplyResult) -> None:
         say(console, "  They are recorded in-progress: `reconcile status` records their outcome once the platform "
                      "has finished them; `reconcile apply` does too, then goes on with the rest.")
     if r.pending:
-        why = "after the failure" if r.failed else "before apply stopped"
+        why = ("after the failure" if r.failed else "before the apply window closed (policy; run apply again in "
+               "the next window)" if r.window_closed else "before apply stopped")
         say(console, f"[yellow]  {count(len(r.pending), 'move')} not attempted {why}: "
                      f"{e(', '.join(r.pending[:10]))}{' …' if len(r.pending) > 10 else ''}[/]")
     if r.failed:
