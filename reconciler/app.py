@@ -589,9 +589,18 @@ def revert(settings: Settings, name: str) -> revert_.Revert:
         req = platform.request(last.id) if last is not None else None
         cust = platform.customers([rec.customer]).get(rec.customer)
         users = platform.users([rec.customer]).get(rec.customer, []) if cust is not None else []
-        return revert_.build(name, rec, cust, req.replaced if req is not None else None, users, platform.catalog())
+        return revert_.build(name, rec, cust, req.replaced if req is not None else None, users, platform.catalog(),
+                             allow_large=_allowed_large(name, rec.manifest.file))
     finally:
         platform.close()
+
+
+def _allowed_large(name: str, file: str) -> bool:
+    """Whether the applied manifest of `name` set spec.allowLarge (read from its file, when it is still there)."""
+    if not os.path.isfile(file):
+        return False
+    loaded = manifests.load([file])
+    return any(m.name == name and m.allow_large for m in loaded.moves)
 
 
 # -- drift ----------------------------------------------------------------------------------

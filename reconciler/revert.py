@@ -44,7 +44,7 @@ def check_revertible(name: str, st: State | None) -> MoveRecord:
 
 
 def build(name: str, rec: MoveRecord, cust: Customer | None, replaced: dict[str, Any] | None,
-          users: list[User], catalog: dict[str, Service]) -> Revert:
+          users: list[User], catalog: dict[str, Service], allow_large: bool = False) -> Revert:
     """The revert manifest of the applied move `name` whose request replaced `replaced`."""
     if cust is None or cust.parent != rec.to_reseller:
         where = "no longer exists" if cust is None else f"is under {cust.parent}"
@@ -68,6 +68,8 @@ def build(name: str, rec: MoveRecord, cust: Customer | None, replaced: dict[str,
         f"  description: {s(f'Reverts {name}')}", "spec:",
         f"  customer: {s(rec.customer)}", f"  toReseller: {s(back_to)}", f"  location: {s(cust.location)}",
     ]
+    if allow_large:  # as the move it reverts: the same users change back
+        lines.append("  allowLarge: true")
     if cust.subscriptions:
         lines.append("  services:")
     for svc, sub in sorted(cust.subscriptions.items()):

@@ -96,3 +96,14 @@ def test_two_sals_mapped_to_one_go_back_to_the_one_most_held_and_say_so(recon: R
                        "held; the others held premium (1 user)\n")
     assert "        # nw-standard was also premium (1 user) before globex-to-northwind\n" in ran.out
     assert yaml.safe_load(ran.out)["spec"]["services"]["hosted-exchange"]["sals"] == {"nw-standard": "standard"}
+
+
+def test_a_move_that_allowed_a_large_move_is_reverted_with_allow_large(recon: Recon) -> None:
+    path = recon.manifest("globex-to-northwind", "globex", "northwind", services=EXCHANGE_UP)
+    doc = yaml.safe_load(path.read_text("utf-8"))
+    doc["spec"]["allowLarge"] = True
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    assert recon.cli("apply", "--auto-approve", str(recon.moves)).code == 0
+    ran = recon.cli("revert", "globex-to-northwind")
+    assert ran.code == 0, ran
+    assert yaml.safe_load(ran.out)["spec"]["allowLarge"] is True
