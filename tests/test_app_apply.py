@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -539,3 +540,56 @@ def test_apply_that_only_records_a_finished_request_says_it_wrote_the_state(reco
     assert "the state file was left as it was" not in ran.out
     assert "Nothing to apply; recorded the outcome of requests that finished since the last run." in ran.out
     assert result.state_written
+
+
+# -- issue 9, item 1: "applied" only when the platform agrees ---------------------------------------------
+def test_a_move_reapplied_with_a_lost_state_after_a_move_back_really_moves_the_customer(recon: Recon) -> None:
+    """Apply, move the customer back with another manifest, lose the state, apply the first manifest again: the
+    same name, digest and attempt must not find the old request and call it applied."""
+    recon.manifest(GLOBEX, "globex", "northwind", services=EXCHANGE)
+    assert recon.cli("apply", "--auto-approve", str(recon.moves)).code == 0
+    first = recon.requests("globex")
+    (recon.moves / f"{GLOBEX}.yaml").rename(recon.root / "first.yaml")
+    recon.manifest("globex-back", "globex", "contoso",
+                   services={"hosted-exchange": {"plan": "exchange-basic", "sals": {"nw-standard": "standard"}}})
+    assert recon.cli("apply", "--auto-approve", str(recon.moves)).code == 0
+    assert recon.customer("globex")["parent"] == "contoso"
+    for p in (recon.state, recon.backup):
+        p.unlink()  # the state is lost
+    (recon.moves / "globex-back.yaml").unlink()
+    (recon.root / "first.yaml").rename(recon.moves / f"{GLOBEX}.yaml")
+    ran = recon.cli("apply", "--auto-approve", str(recon.moves))
+    assert ran.code == 0, ran
+    assert "Apply complete: 1 applied, 0 adopted, 0 failed, 1 request submitted." in ran.out, ran.out
+    assert recon.customer("globex")["parent"] == "northwind"  # really moved: a new request ran
+    again = recon.requests("globex")
+    assert len(again) == 3 and again[-1]["id"] not in {r["id"] for r in first}
+    assert [(m["action"], m["reason"]) for m in plan_json(recon)["moves"]] == [("noop", "applied")]
+
+
+def test_a_provisioned_request_that_did_not_move_the_customer_is_not_applied(recon: Recon) -> None:
+    """The verdict apply and status record: a request the platform calls Provisioned proves nothing while the
+    platform shows the customer elsewhere (or with other subscriptions than the move set)."""
+    from reconciler.model import Request
+    from reconciler.state import ManifestRef, MoveRecord
+
+    rec = MoveRecord(manifest=ManifestRef(file="m.yaml", sha256="0" * 64), customer="globex",
+                     from_reseller="contoso", to_reseller="northwind", status="in-progress")
+    done = Request("rq-0123", "CustomerMove", "globex", "Provisioned")
+    p = SqlitePlatform.open(recon.url)
+    try:
+        ok, why, cust = applier.verdict(p, rec, done)
+        assert (ok, why) == (False, "the platform reports request rq-0123 Provisioned, but shows globex under "
+                                    "contoso, not northwind: the move did not happen")
+        assert cust is not None and cust.parent == "contoso"
+        moves = recon.copy_moves()
+        order = app.plan([str(moves / "01-globex-to-northwind.yaml")], recon.settings()).plan.moves[0].order
+        assert order is not None
+        p.submit("rq-real", order)
+        assert applier.verdict(p, rec, done, order)[:2] == (True, None)
+        other = replace(order, subscriptions={})
+        assert applier.verdict(p, rec, done, other)[:2] == (
+            False, "the platform reports request rq-0123 Provisioned, but globex's subscriptions differ from what "
+                   "the move set: the move did not happen as planned")
+    finally:
+        p.close()

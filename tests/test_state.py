@@ -406,3 +406,50 @@ def test_a_write_killed_midway_leaves_no_temp_file_once_apply_ran_again(recon: R
     assert ran.code == 0, ran
     assert recon.state_json()["moves"]["globex-to-northwind"]["status"] == "applied"
     assert leftovers(recon.root) == []
+
+
+# -- issue 9, items 5 and 11 --------------------------------------------------------------------------
+def test_a_run_whose_lock_file_was_deleted_stops_before_its_next_write(tmp_path: Path) -> None:
+    """`apply A & rm state.json.lock; apply B`: B can lock a new file, so A must never write again (no record of
+    B's is lost to A's stale copy); A stops with an error, B goes on."""
+    path = tmp_path / "state.json"
+    a, b = states.FileStore(path), states.FileStore(path)
+    with a.lock("apply"):
+        a.write(a_state(serial=1))
+        states.lock_of(path).unlink()  # deleted by hand while A holds it
+        with b.lock("apply"):
+            b.write(a_state(serial=2, moves=2))
+            with pytest.raises(StateError) as e:
+                a.write(a_state(serial=2, moves=1))
+            assert e.value.message == (f"the state lock {states.lock_of(path)} was deleted or replaced while this "
+                                       "run held it: another run may be writing this state now, so this run stops "
+                                       "without writing")
+    got = states.load(path)
+    assert got is not None and (got.serial, len(got.moves)) == (2, 2)  # B's, untouched by A
+
+
+def test_a_deleted_lock_file_is_recreated_and_locked_once_its_holder_is_gone(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    with states.lock(path, "apply"):
+        states.lock_of(path).unlink()
+    with states.lock(path, "apply"):
+        assert states.lock_of(path).exists()
+
+
+def test_a_symlinked_state_is_written_through_to_its_target(recon: Recon, tmp_path: Path) -> None:
+    target_dir = tmp_path / "elsewhere"
+    target_dir.mkdir()
+    target = target_dir / "state.json"
+    link = recon.root / "linked.json"
+    link.symlink_to(target)
+    recon.manifest("globex-to-northwind", "globex", "northwind",
+                   services={"hosted-exchange": {"plan": "nw-exchange", "sals": {"standard": "nw-standard"}}})
+    ran = recon.cli("apply", "--auto-approve", "--state", str(link), str(recon.moves))
+    assert ran.code == 0, ran
+    assert link.is_symlink() and link.resolve() == target  # still the link: the target was updated
+    assert json.loads(target.read_text("utf-8"))["moves"]["globex-to-northwind"]["status"] == "applied"
+    assert (target_dir / "state.json.lock").exists() and not (recon.root / "linked.json.lock").exists()
+    recon.manifest("hooli-to-northwind", "hooli", "northwind",
+                   services={"hosted-exchange": {"plan": "nw-exchange", "sals": {"standard": "nw-standard"}}})
+    assert recon.cli("apply", "--auto-approve", "--state", str(link), str(recon.moves)).code == 0
+    assert (target_dir / "state.json.backup").exists() and not (recon.root / "linked.json.backup").exists()

@@ -32,13 +32,36 @@ class FileStore:
         self.given = Path(path)
         self.path = Path(os.path.realpath(self.given))
         self._fragments: dict[str, str] = {}
+        self._held: tuple[int, int] | None = None  # (st_dev, st_ino) of the lock file while this store holds it
 
     @property
     def location(self) -> str:
         return str(self.given)
 
-    def lock(self, operation: str, timeout: float = 0.0) -> contextlib.AbstractContextManager[None]:
-        return lock(self.path, operation, timeout)
+    @contextlib.contextmanager
+    def lock(self, operation: str, timeout: float = 0.0) -> Iterator[None]:
+        with lock(self.path, operation, timeout) as held:
+            self._held = held
+            try:
+                yield
+            finally:
+                self._held = None
+
+    def _check_still_locked(self) -> None:
+        """A lock file deleted (or replaced) while this run holds it lets another run lock a new one: from then
+        on two runs could write this state. Refuse to write: what this run did so far is in the state."""
+        if self._held is None:
+            return
+        try:
+            st = os.stat(lock_of(self.path))
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            now = None
+        if now != self._held:
+            raise StateError(f"the state lock {lock_of(self.path)} was deleted or replaced while this run held it: "
+                             "another run may be writing this state now, so this run stops without writing",
+                             hint="let the other run finish, then run `reconcile apply` again: it resumes "
+                                  "whatever this run left in-progress; never delete a lock file by hand")
 
     def holder(self) -> str | None:
         lock_path = lock_of(self.path)
@@ -62,6 +85,7 @@ class FileStore:
         return st
 
     def write(self, state: State, changed: Iterable[str] | None = None) -> None:
+        self._check_still_locked()
         if changed is None:
             self._fragments.clear()
         else:
@@ -171,7 +195,7 @@ def _same_file(fd: int, lock_path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def lock(path: Path, operation: str, timeout: float = 0.0) -> Iterator[None]:
+def lock(path: Path, operation: str, timeout: float = 0.0) -> Iterator[tuple[int, int]]:
     """An exclusive flock(2) on PATH.lock; it dies with the process, so no run leaves it stuck.
 
     Written here rather than with filelock: the lock file must keep naming its holder, and a
@@ -207,8 +231,9 @@ def lock(path: Path, operation: str, timeout: float = 0.0) -> Iterator[None]:
             fd = _open_lock_file(lock_path)
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder_info(operation)) + "\n").encode(), 0)
+        mine = os.fstat(fd)
         try:
-            yield
+            yield mine.st_dev, mine.st_ino
         finally:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
