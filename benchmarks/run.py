@@ -72,6 +72,7 @@ class Config(Params):
     async_moves: int = 200
     async_seconds: float = 0.5
     async_parallelism: int = 16
+    pg: bool = False  # the batch apply with the state in PostgreSQL (a throwaway cluster, .ci/pg-cluster)
 
     @property
     def half(self) -> int:
@@ -93,6 +94,7 @@ class Targets:
     plan_rss_mib: float | None = 400.0
     http_apply_s: float | None = 60.0  # the 1,000-move apply over HTTP (provisioning at once)
     async_slack: float | None = 1.5  # 200 moves of 0.5 s at N = 16: within 1.5x the ideal plus 5 s
+    pg_apply_ratio: float | None = 1.5  # the batch apply with the state in PostgreSQL, against the state file
 
 
 @dataclass
@@ -235,13 +237,14 @@ class Bench:
         self.reconcile = reconcile_command()
 
     def run(self, key: str, label: str, argv: Sequence[str], python_helper: bool = False,
-            expect_exit: int = 0, token: str | None = None) -> Step:
+            expect_exit: int = 0, token: str | None = None, extra_env: dict[str, str] | None = None) -> Step:
         self.progress(f"{label} ...")
         out, err = self.logs / f"{key}.out", self.logs / f"{key}.err"
         parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         env = _env(python_helper)
         if token:
             env["RECONCILE_TOKEN"] = token
+        env.update(extra_env or {})
         m = measure(argv, self.work, out, err, env)
         step = Step(key, label, list(argv), m.wall_s, m.rss_kib, m.exit_code, str(out), str(err), m.cpu_s, parent)
         self.report.steps[key] = step
@@ -351,6 +354,8 @@ def run_benchmark(config: Config, work: Path, targets: Targets = Targets(),  # n
         _applied_steps(b, c)
     if c.http:
         _http_steps(b, c, fixture)
+    if c.pg:
+        _pg_steps(b, c, fixture)
     b.report.load["end"] = _load()
     if b.report.code.get("commit") and code_info() != b.report.code:
         progress("warning: the reconciler source changed during the run (commit or working tree)")
@@ -458,6 +463,27 @@ def _http_steps(b: Bench, c: Config, fixture: Path) -> None:
         served.stop()
 
 
+def _pg_steps(b: Bench, c: Config, fixture: Path) -> None:
+    """The batch apply again, on a fresh platform, with the state in PostgreSQL (fsync off, as in the tests)."""
+    root = b.work / "pg"
+    root.mkdir()
+    url = f"sqlite:///{root / 'platform.db'}"
+    b.run("pg_init", "setup: platform init for the PostgreSQL state",
+          b.rc("platform", "init", "--seed", str(fixture / "platform.json"), "--platform", url))
+    cluster = REPO / ".ci" / "pg-cluster"
+    started = subprocess.run([str(cluster), "start", str(root / "cluster")], capture_output=True, text=True)
+    if started.returncode != 0:
+        raise BenchmarkError(f"cannot start a PostgreSQL cluster: {started.stderr[-1500:]}")
+    try:
+        state_url = started.stdout.strip().splitlines()[-1]
+        password = (root / "cluster" / "password").read_text().strip()
+        b.run("pg_apply", f"apply batch ({c.moves:,} moves) with the state in PostgreSQL",
+              b.rc("apply", str(fixture / "moves"), "--auto-approve", "--platform", url, "--state", state_url),
+              extra_env={"PGPASSWORD": password})
+    finally:
+        subprocess.run([str(cluster), "stop", str(root / "cluster")], capture_output=True, text=True)
+
+
 # -- targets --------------------------------------------------------------------------------
 def _within(value: float, limit: float | None) -> bool | None:
     return None if limit is None else value <= limit
@@ -516,6 +542,9 @@ def evaluate(report: Report, t: Targets) -> None:
         wall = s["async_apply"].wall_s
         row("async_apply", _fmt(limit, " s"), _within(wall, limit),
             f"{wall / ideal:.2f}× ideal {ideal:.2f} s; +{(wall - ideal) / c.async_moves * 1000:.0f} ms/move")
+    if "pg_apply" in s:
+        r = s["pg_apply"].wall_s / s["apply"].wall_s
+        row("pg_apply", _fmt(t.pg_apply_ratio, "× the state file"), _within(r, t.pg_apply_ratio), f"{r:.2f}× file")
     plans = [s[k] for k in ("plan_batch", "plan_half", "plan_whale", "replan", "applied_plan") if k in s]
     worst = max(plans, key=lambda x: x.rss_kib)
     rows.append(Row(f"peak RSS of any plan ({worst.label})", rss_mib=worst.rss_mib,
@@ -543,13 +572,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--applied", type=int, default=d.applied,
                     help=f"already applied 1-user moves for the last step, 0 to skip it (default {d.applied})")
     ap.add_argument("--no-http", action="store_true", help="skip the apply steps over HTTP (no server extra)")
+    ap.add_argument("--pg", action="store_true", help="also apply the batch with the state in PostgreSQL (needs the "
+                                                      "postgresql server binaries; a throwaway cluster)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     ap.add_argument("--keep", metavar="DIR", help="build in DIR (new or empty) and keep it; default: a temporary "
                                                   "directory, removed afterwards")
     ap.add_argument("--no-fail", action="store_true", help="exit 0 even when a target fails")
     a = ap.parse_args(argv)
     config = Config(customers=a.customers, users_per=a.users_per, moves=a.moves, whale=a.whale, applied=a.applied,
-                    http=not a.no_http)
+                    http=not a.no_http, pg=a.pg)
     try:
         config.check()
     except ValueError as e:
