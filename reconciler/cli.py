@@ -467,7 +467,9 @@ def platform_init(seed: str, force: bool, platform_url: str | None) -> None:
     """Create the embedded platform from a seed; nothing is created if the seed has any problem."""
     settings = config.resolve(platform_url, None)
     url, counts = app.platform_init(settings, seed, force)
-    click.echo(f"Created {url}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    from reconciler.render import counts as tally
+
+    click.echo(f"Created {url}: {tally(counts)}")
 
 
 @platform.command("export")

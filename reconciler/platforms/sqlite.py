@@ -473,7 +473,9 @@ def create_from_seed(url: str, seed: str) -> None:
         if path.exists():  # created by another run in the meantime: that one is the platform now
             return
         raise
-    _say(f"created {path} from seed {seed}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    from reconciler.render import counts as tally
+
+    _say(f"created {path} from seed {seed}: {tally(counts)}")
 
 
 def init(url: str, seed_file: str, force: bool = False, exclusive: bool = False) -> dict[str, int]:

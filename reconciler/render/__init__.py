@@ -33,3 +33,8 @@ def value(v: Any) -> str:
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """`1 error`, `2 errors`, `0 errors`: English, never `1 errors` or `error(s)`."""
     return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def counts(tally: dict[str, int]) -> str:
+    """`2 locations, 1 service, 0 requests` from {"locations": 2, "services": 1, "requests": 0}."""
+    return ", ".join(count(n, key[:-1] if key.endswith("s") else key, key) for key, n in tally.items())
