@@ -471,17 +471,20 @@ def _pg_steps(b: Bench, c: Config, fixture: Path) -> None:
     b.run("pg_init", "setup: platform init for the PostgreSQL state",
           b.rc("platform", "init", "--seed", str(fixture / "platform.json"), "--platform", url))
     cluster = REPO / ".ci" / "pg-cluster"
-    started = subprocess.run([str(cluster), "start", str(root / "cluster")], capture_output=True, text=True)
+    # Its own directory under the system temp: the server runs as `postgres`, which cannot enter ours (0700).
+    where = Path(tempfile.mkdtemp(prefix="reconcile-bench-pg-"))
+    started = subprocess.run([str(cluster), "start", str(where)], capture_output=True, text=True)
     if started.returncode != 0:
+        shutil.rmtree(where, ignore_errors=True)
         raise BenchmarkError(f"cannot start a PostgreSQL cluster: {started.stderr[-1500:]}")
     try:
         state_url = started.stdout.strip().splitlines()[-1]
-        password = (root / "cluster" / "password").read_text().strip()
+        password = (where / "password").read_text().strip()
         b.run("pg_apply", f"apply batch ({c.moves:,} moves) with the state in PostgreSQL",
               b.rc("apply", str(fixture / "moves"), "--auto-approve", "--platform", url, "--state", state_url),
               extra_env={"PGPASSWORD": password})
     finally:
-        subprocess.run([str(cluster), "stop", str(root / "cluster")], capture_output=True, text=True)
+        subprocess.run([str(cluster), "stop", str(where)], capture_output=True, text=True)
 
 
 # -- targets --------------------------------------------------------------------------------
