@@ -23,7 +23,7 @@ from reconciler.config import Settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ReconcilerError, StalePlan, StateError
 from reconciler.manifests import Manifest, Move
-from reconciler.model import User, sha256_of
+from reconciler.model import User, conceal_customer, conceal_user, secrets_of, sha256_of
 from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
@@ -90,16 +90,18 @@ def snapshot(platform: Platform, moves: Sequence[Move], st: State | None) -> tup
 def fingerprint(snap: Snapshot, reads: _Reads) -> str:
     """Over everything planning read (never over a digest the platform keeps): any change to those
     customers, their users, their offerings, the destinations' usage or their requests makes a saved
-    plan stale."""
+    plan stale. Sensitive values count through their concealed form (model.conceal), so a plan made with a
+    platform's read-only token and an apply with its write token see the same fingerprint."""
+    secret = secrets_of(snap.catalog)
     h = hashlib.sha256()
     h.update(sha256_of({s: {n: [p.type, p.sensitive] for n, p in svc.properties.items()}
                         for s, svc in snap.catalog.items()}).encode())
     for cid in sorted(snap.customers):
-        h.update(sha256_of(snap.customers[cid].to_json()).encode())
+        h.update(sha256_of(conceal_customer(snap.customers[cid].to_json(), secret)).encode())
     for cid in sorted(snap.requests):
         h.update(f"{cid}:{','.join(f'{r.id}={r.status}' for r in snap.requests[cid])};".encode())
     for cid in sorted(reads.read_users):
-        h.update(sha256_of([u.to_json() for u in reads.read_users[cid]]).encode())
+        h.update(sha256_of([conceal_user(u.to_json(), secret) for u in reads.read_users[cid]]).encode())
     h.update(sha256_of({r: reads.read_usage[r] for r in sorted(reads.read_usage)}).encode())
     return "sha256:" + h.hexdigest()
 

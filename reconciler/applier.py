@@ -15,7 +15,16 @@ from typing import Protocol
 
 from reconciler import audit
 from reconciler.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, PlatformError, RequestConflict
-from reconciler.model import TERMINAL, Customer, MoveOrder, Request, customer_fingerprint, utcnow
+from reconciler.model import (
+    TERMINAL,
+    Customer,
+    MoveOrder,
+    Request,
+    Secrets,
+    customer_fingerprint,
+    secrets_of,
+    utcnow,
+)
 from reconciler.planner import PlannedMove
 from reconciler.platforms.base import Platform
 from reconciler.results import ApplyResult
@@ -112,7 +121,7 @@ def verdict(platform: Platform, rec: MoveRecord, req: Request,
 
 
 def record_outcome(st: State, rec: MoveRecord, platform: Platform, req: Request, who: str,
-                   order: MoveOrder | None = None) -> str | None:
+                   order: MoveOrder | None = None, secret: Secrets | None = None) -> str | None:
     """Record a final request's outcome on its move; returns the error when the move is not applied."""
     ok, why, cust = verdict(platform, rec, req, order)
     rec.status = "applied" if ok else "failed"
@@ -122,7 +131,7 @@ def record_outcome(st: State, rec: MoveRecord, platform: Platform, req: Request,
     rec.customer_fingerprint = None
     if cust is not None:
         parent = platform.customers([cust.parent]).get(cust.parent) if cust.parent else None
-        rec.customer_fingerprint = customer_fingerprint(cust, parent)
+        rec.customer_fingerprint = customer_fingerprint(cust, parent, secret)
     last = rec.last_request
     if not ok and last is not None and last.error is None:
         last.error = why
@@ -132,6 +141,7 @@ def record_outcome(st: State, rec: MoveRecord, platform: Platform, req: Request,
 def refresh(st: State, platform: Platform, names: set[str] | None = None, who: str | None = None) -> bool:
     """Ask the platform about unfinished requests and record their outcome; True if anything changed."""
     changed = False
+    secret: Secrets | None = None  # the catalog is read once, when the first outcome is recorded
     for name, rec in st.moves.items():
         if names and name not in names:
             continue
@@ -145,7 +155,8 @@ def refresh(st: State, platform: Platform, names: set[str] | None = None, who: s
             continue
         record_request(last, req)
         if req.final:
-            record_outcome(st, rec, platform, req, who or audit.actor())
+            secret = secret if secret is not None else secrets_of(platform.catalog())
+            record_outcome(st, rec, platform, req, who or audit.actor(), secret=secret)
         changed = True
     return changed
 
@@ -224,6 +235,7 @@ class _Execution:
         self.moves, self.st, self.platform, self.writer = moves, st, platform, writer
         self.result, self.commit, self.progress, self.sig, self.opts = result, commit, progress, sig, opts
         self.who = audit.actor()  # once per run: it may ask git
+        self.secret = secrets_of(platform.catalog())  # for the fingerprints of recorded outcomes
         self.deadline = time.monotonic() + opts.wait_timeout
         self.stop = threading.Event()  # tells the waiting threads to return what they have
         self.before: dict[str, MoveRecord | None] = {}  # journaled, not yet started: the record to restore
@@ -269,7 +281,7 @@ class _Execution:
             record_request(last, req)
             self.reported[pm.name] = last
             if req.final:
-                why = record_outcome(self.st, rec, self.platform, req, self.who, pm.order)
+                why = record_outcome(self.st, rec, self.platform, req, self.who, pm.order, self.secret)
                 if why is None:
                     self.result.applied.append(pm.name)
                     outcome = "applied"

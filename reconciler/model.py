@@ -227,9 +227,60 @@ def sha256_of(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
-def customer_fingerprint(customer: Customer, parent: Customer | None) -> str:
+# -- sensitive values, concealed -----------------------------------------------------------------
+# The read-only token of the Platform API never sees a sensitive value: it gets this digest in its place
+# (the sha256 of the value's canonical JSON). Planning compares values through it, and every fingerprint is
+# taken over concealed values, so a plan made with the read token matches an apply made with the write one.
+SECRET_PREFIX = "(sensitive sha256:"
+Secrets = Mapping[str, "set[str] | frozenset[str]"]  # service -> its sensitive property names
+
+
+def secrets_of(catalog: Mapping[str, Service]) -> dict[str, set[str]]:
+    return {s: {n for n, p in svc.properties.items() if p.sensitive} for s, svc in catalog.items()}
+
+
+def conceal(value: Any) -> Any:
+    """A sensitive value's stand-in; idempotent, and None (no value) stays None."""
+    if value is None or (isinstance(value, str) and value.startswith(SECRET_PREFIX) and value.endswith(")")):
+        return value
+    return f"{SECRET_PREFIX}{sha256_of(value)})"
+
+
+def concealed(props: Props, names: set[str] | frozenset[str]) -> Props:
+    if not names or names.isdisjoint(props):
+        return props
+    return {k: conceal(v) if k in names else v for k, v in props.items()}
+
+
+def conceal_customer(doc: dict[str, Any], secret: Secrets) -> dict[str, Any]:
+    """A customer document (Customer.to_json) with every sensitive value concealed, in place."""
+    for svc, sub in (doc.get("services") or {}).items():
+        if sub and sub.get("overrides"):
+            sub["overrides"] = concealed(sub["overrides"], secret.get(svc, set()))
+    for svc, off in ((doc.get("reseller") or {}).get("services") or {}).items():
+        if off and off.get("sals"):
+            off["sals"] = {k: concealed(v or {}, secret.get(svc, set())) for k, v in off["sals"].items()}
+    return doc
+
+
+def conceal_user(doc: dict[str, Any], secret: Secrets) -> dict[str, Any]:
+    """A user document (User.to_json) with every sensitive value concealed, in place."""
+    for svc, us in (doc.get("services") or {}).items():
+        if us and us.get("overrides"):
+            us["overrides"] = concealed(us["overrides"], secret.get(svc, set()))
+    return doc
+
+
+def customer_fingerprint(customer: Customer, parent: Customer | None, secret: Secrets | None = None) -> str:
     """What a recorded move is compared with to tell drift: the customer (parent, location, plans, SALs,
-    overrides) and what its parent offers it, as read from the platform (never a digest the platform keeps)."""
+    overrides) and what its parent offers it, as read from the platform (never a digest the platform keeps);
+    sensitive values concealed, so that both tokens of a platform give the same fingerprint."""
     offers = (parent.offerings or {}) if parent is not None else {}
-    return sha256_of({"customer": customer.to_json(),
-                      "offered": {s: offers[s].to_json() for s in sorted(customer.subscriptions) if s in offers}})
+    secret = secret or {}
+    offered = {}
+    for s in sorted(customer.subscriptions):
+        if s in offers:
+            o = offers[s].to_json()
+            o["sals"] = {k: concealed(v, secret.get(s, set())) for k, v in o["sals"].items()}
+            offered[s] = o
+    return sha256_of({"customer": conceal_customer(customer.to_json(), secret), "offered": offered})

@@ -21,8 +21,10 @@ from reconciler.model import (
     Request,
     Service,
     User,
+    concealed,
     customer_fingerprint,
     effective,
+    secrets_of,
     sha256_of,
 )
 from reconciler.state import MoveRecord
@@ -45,7 +47,8 @@ class Snapshot:
 
     def fingerprint(self, customer: Customer) -> str:
         """The drift fingerprint of a customer as this snapshot shows it (its parent is in the snapshot)."""
-        return customer_fingerprint(customer, self.customers.get(customer.parent) if customer.parent else None)
+        parent = self.customers.get(customer.parent) if customer.parent else None
+        return customer_fingerprint(customer, parent, secrets_of(self.catalog))
 
 
 @dataclass
@@ -218,11 +221,13 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
     """What changes for the customer's services and for every user (plain comparisons: this is hot)."""
     src_offers = (source.offerings or {}) if source else {}
     dst_offers = dest.offerings or {}
-    secret = {s: {n for n, p in svc.properties.items() if p.sensitive} for s, svc in catalog.items()}
+    secret = secrets_of(catalog)
     services, needed = [], cust.parent != dest.id
     for svc, r in res.items():
         new = r.new_subscription()
-        overrides = _changed(r.current.overrides, new.overrides, secret.get(svc, set()))
+        names = secret.get(svc, set())
+        # Compared through their concealed form: the read-only token of a platform sees no sensitive value
+        overrides = _changed(concealed(r.current.overrides, names), concealed(new.overrides, names), names)
         needed = needed or (new.plan, new.sal) != (r.current.plan, r.current.sal) or bool(overrides)
         services.append({
             "service": svc,
@@ -244,9 +249,11 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
             if hit is None:
                 to_sal = sr.target(us.sal)
                 src = src_offers.get(svc)
-                before = effective(src.sals.get(us.sal) if src else None, sr.current.overrides, us.overrides)
-                after = effective(dst_offers[svc].sals.get(to_sal), sr.new_overrides, us.overrides)
-                props = _changed(before, after, secret.get(svc, set())) if not _same(before, after) else {}
+                names = secret.get(svc, set())
+                before = concealed(effective(src.sals.get(us.sal) if src else None, sr.current.overrides,
+                                             us.overrides), names)
+                after = concealed(effective(dst_offers[svc].sals.get(to_sal), sr.new_overrides, us.overrides), names)
+                props = _changed(before, after, names) if not _same(before, after) else {}
                 hit = (to_sal, props if (props or to_sal != us.sal) else None)
                 if not us.overrides:
                     common[(svc, us.sal)] = hit

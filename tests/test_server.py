@@ -16,7 +16,7 @@ import yaml
 from conftest import RECONCILE_BIN, SECRETS, SEED, init_platform, subprocess_env
 from serving import READ_TOKEN, WRITE_TOKEN, Served, serving, until
 
-from reconciler.model import MoveOrder, Subscription
+from reconciler.model import MoveOrder, Subscription, conceal
 from reconciler.platforms import server
 from reconciler.platforms.sqlite import SqlitePlatform
 
@@ -119,6 +119,13 @@ def test_read_token_never_sees_a_sensitive_value(db: str, tmp_path: Path) -> Non
         with s.client(token=READ_TOKEN) as ro:
             req = ro.get("/v1/requests/rq-vault-1")
             exported = ro.get("/v1/export")
+            # the reads planning makes: a digest in place of each sensitive value, so plans still compare them
+            customers = ro.post("/v1/customers/query", json={"ids": ["vault", "northwind", "contoso"]})
+            users = ro.post("/v1/users/query", json={"customers": ["vault"]})
+        for r in (customers, users):
+            assert r.status_code == 200 and not any(secret in r.text for secret in SECRETS), r.text
+        digest = customers.json()["customers"]["vault"]["services"]["hosted-exchange"]["overrides"]["journalPassword"]
+        assert digest.startswith("(sensitive sha256:") and digest == conceal(digest), digest
         assert req.json()["replaced"]["subscriptions"]["hosted-exchange"]["overrides"] == {"journalPassword": None}
         assert req.json()["replaced"]["parent"] == "contoso"
         for secret in SECRETS:

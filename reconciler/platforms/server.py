@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ConfigError, PlatformError
-from reconciler.model import ID_RE, MoveOrder, canonical_json
+from reconciler.model import ID_RE, MoveOrder, canonical_json, conceal_customer, conceal_user, secrets_of
 from reconciler.platforms.sqlite import SqlitePlatform
 
 if TYPE_CHECKING:  # the server extra is optional: imported when serving only
@@ -187,7 +187,7 @@ class Tokens:
 
 
 def _sensitive(platform: SqlitePlatform) -> dict[str, set[str]]:
-    return {sid: {n for n, p in svc.properties.items() if p.sensitive} for sid, svc in platform.catalog().items()}
+    return secrets_of(platform.catalog())
 
 
 def _redact_props(props: Any, names: set[str]) -> Any:
@@ -356,22 +356,32 @@ def create_app(platform: SqlitePlatform, tokens: Tokens, provisioner: Provisione
                                              for n, p in s.properties.items()}} for s in services.values()]}
 
     async def customers(request: HttpRequest) -> Any:
-        authorized(request)
+        role = authorized(request)
         body = await body_of(request)
         check(body, "IdQuery")
         found = await run_in_threadpool(platform.customers, body["ids"])
-        return {"customers": {cid: c.to_json() for cid, c in found.items()}}
+        docs = {cid: c.to_json() for cid, c in found.items()}
+        if role != WRITE:  # the read-only token sees a sensitive value's digest, never the value
+            secret = _sensitive(platform)
+            docs = {cid: conceal_customer(d, secret) for cid, d in docs.items()}
+        return {"customers": docs}
 
     async def users(request: HttpRequest) -> Any:
-        authorized(request)
+        role = authorized(request)
         body = await body_of(request)
         check(body, {"type": "object", "required": ["customers"], "additionalProperties": False,
                      "properties": {"customers": ids_schema,
                                     "limit": {"type": "integer", "minimum": PAGE_MIN, "maximum": PAGE_MAX},
                                     "cursor": {"type": ["string", "null"], "maxLength": 200}}})
         wanted = list(dict.fromkeys(body["customers"]))
-        return await run_in_threadpool(users_page, platform, wanted, body.get("limit", PAGE_DEFAULT),
+        page = await run_in_threadpool(users_page, platform, wanted, body.get("limit", PAGE_DEFAULT),
                                        body.get("cursor"))
+        if role != WRITE:  # the read-only token sees a sensitive value's digest, never the value
+            secret = _sensitive(platform)
+            for us in page["users"].values():
+                for u in us:
+                    conceal_user(u, secret)
+        return page
 
     async def usage(request: HttpRequest) -> Any:
         authorized(request)
