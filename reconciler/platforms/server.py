@@ -41,7 +41,6 @@ log = logging.getLogger("reconciler.server")
 MAX_BODY = 4 * 1024 * 1024  # bytes: a batch of 5,000 ids is ~700 KB
 MAX_IDS = 5000
 PAGE_DEFAULT, PAGE_MIN, PAGE_MAX = 1000, 500, 5000  # users per page of POST /v1/users/query
-USERS_BATCH = 256  # customers whose users one page reads from the database at a time
 DEFAULT_LISTEN = "127.0.0.1:8700"
 GRACE = 10.0  # seconds an open connection gets to finish on SIGTERM
 RUN_ATTEMPTS = 5  # a request whose execution failed (the database was busy) is tried this often, then left
@@ -228,44 +227,41 @@ def redact_export(doc: dict[str, Any], sens: Mapping[str, set[str]]) -> dict[str
     return doc
 
 
-def _encode_cursor(index: int, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"{index}:{offset}".encode()).decode().rstrip("=")
+def _encode_cursor(pos: int, ord_: int) -> str:
+    return base64.urlsafe_b64encode(f"u{pos}:{ord_}".encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str | None, n: int) -> tuple[int, int]:
+    """The (position in the customers sent, ord) of the last user a page returned; (-1, -1) for the first page."""
     if not cursor:
-        return 0, 0
+        return -1, -1
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        i, o = (int(x) for x in raw.split(":"))
+        if not raw.startswith("u"):
+            raise ValueError(raw)
+        pos, ord_ = (int(x) for x in raw[1:].split(":"))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Problem(400, "Bad Request", "the cursor is not one this server gave") from None
-    if not (0 <= i <= n and o >= 0):
+    if not (0 <= pos < n and ord_ >= 0):
         raise Problem(400, "Bad Request", "the cursor does not fit the customers sent")
-    return i, o
+    return pos, ord_
 
 
 def users_page(platform: SqlitePlatform, customers: list[str], limit: int,
                cursor: str | None) -> dict[str, Any]:
-    """One page of users of `customers` (each customer's in platform order), and the cursor of the next."""
-    i, o = _decode_cursor(cursor, len(customers))
+    """One page of users of `customers` (each customer's in platform order), and the cursor of the next.
+
+    The cursor is the (position, ord) of the page's last user: the next page reads on from there (one
+    query with a LIMIT), so a page costs what it returns, however many pages came before."""
+    limit = int(limit)  # JSON Schema counts 1000.0 as an integer; a slice does not
+    after = _decode_cursor(cursor, len(customers))
+    rows = platform.users_after(customers, after, limit + 1)  # one more: is there a next page?
     out: dict[str, list[dict[str, Any]]] = {c: [] for c in customers} if cursor is None else {}
-    taken = 0
-    while i < len(customers):
-        batch = customers[i:i + USERS_BATCH]
-        found = platform.users(batch)
-        for cid in batch:
-            users = found.get(cid, [])
-            room = limit - taken
-            chunk = users[o:o + room]
-            if chunk or cid not in out:
-                out.setdefault(cid, []).extend(u.to_json() for u in chunk)
-            taken += len(chunk)
-            if o + len(chunk) < len(users):  # this customer goes on on the next page
-                return {"users": out, "next": _encode_cursor(i, o + len(chunk))}
-            i, o = i + 1, 0
-            if taken >= limit:
-                return {"users": out, "next": _encode_cursor(i, 0) if i < len(customers) else None}
+    for pos, _, user in rows[:limit]:
+        out.setdefault(customers[pos], []).append(user.to_json())
+    if len(rows) > limit:
+        pos, ord_, _ = rows[limit - 1]
+        return {"users": out, "next": _encode_cursor(pos, ord_)}
     return {"users": out, "next": None}
 
 
