@@ -248,35 +248,31 @@ class SqlitePlatform:
         return out
 
     @_guarded
-    def users_after(self, customers: Sequence[str], after: tuple[int, int], limit: int) -> list[tuple[int, int, User]]:
-        """Up to `limit` users of `customers` as (position in `customers`, ord, user), ordered by (position, ord):
-        those strictly after `after`, a (position, ord) cursor ((-1, -1): from the start).
+    def users_after(self, customers: Sequence[str], after: tuple[int, int], limit: int) -> list[tuple[int, int, str]]:
+        """Up to `limit` users of `customers` as (position in `customers`, ord, the user's JSON document: the
+        shape of User.to_json, made by SQLite), ordered by (position, ord): those strictly after `after`, a
+        (position, ord) cursor ((-1, -1): from the start). The served platform's users pages.
 
         A page costs what it returns: the customers are read a window at a time from the cursor's position
         (windows growing while they come back short), and within the cursor's customer the index starts at
         its ord, so neither a big customer nor a long list is re-read page after page."""
         pos, last = after
-        out: list[tuple[int, int, User]] = []
+        out: list[tuple[int, int, str]] = []
         start, span = max(pos, 0), USERS_WINDOW
         while start < len(customers) and len(out) < limit:
             window = customers[start:start + span]
             values = ",".join(f"(?{4 + 2 * i},?{5 + 2 * i})" for i in range(len(window)))
             args = [x for i, cid in enumerate(window, start) for x in (i, cid)]
-            current: User | None = None
-            key = (-1, -1)
-            for p, o, uid, hold, svc, sal, ov in self._conn.execute(
-                    f"WITH wanted(pos, id) AS (VALUES {values}), "
-                    "page AS (SELECT w.pos, u.ord, u.id, u.hold FROM wanted w JOIN users u ON u.customer = w.id "
-                    "AND u.ord > CASE WHEN w.pos = ?1 THEN ?2 ELSE -1 END WHERE (w.pos, u.ord) > (?1, ?2) "
-                    "ORDER BY w.pos, u.ord LIMIT ?3) "
-                    "SELECT p.pos, p.ord, p.id, p.hold, s.service, s.sal, s.overrides FROM page p "
-                    "LEFT JOIN user_services s ON s.user = p.id ORDER BY p.pos, p.ord, s.service",
-                    (pos, last, limit - len(out), *args)):
-                if current is None or key != (p, o):  # a customer listed twice has its users twice
-                    current, key = User(uid, {}, hold), (p, o)
-                    out.append((p, o, current))
-                if svc is not None:
-                    current.services[svc] = UserService(sal, _loads(ov))
+            out.extend(self._conn.execute(
+                f"WITH wanted(pos, id) AS (VALUES {values}), "
+                "page AS (SELECT w.pos, u.ord, u.id, u.hold FROM wanted w JOIN users u ON u.customer = w.id "
+                "AND u.ord > CASE WHEN w.pos = ?1 THEN ?2 ELSE -1 END WHERE (w.pos, u.ord) > (?1, ?2) "
+                "ORDER BY w.pos, u.ord LIMIT ?3) "
+                "SELECT p.pos, p.ord, json_object('id', p.id, 'services', (SELECT json_group_object(s.service, "
+                "json_object('sal', s.sal, 'overrides', json(s.overrides))) FROM (SELECT service, sal, overrides "
+                "FROM user_services WHERE user = p.id ORDER BY service) s), 'hold', p.hold) "
+                "FROM page p ORDER BY p.pos, p.ord",
+                (pos, last, limit - len(out), *args)))
             start += len(window)
             span = min(span * 4, USERS_WINDOW_MAX)
         return out
