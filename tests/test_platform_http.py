@@ -190,6 +190,10 @@ def test_verbose_logs_each_call_without_token_or_values(tmp_path: Path) -> None:
     assert calls[0].startswith("POST /v1/customers/query -> 200 ")
     # 6 moves of the example: a handful of batch calls, never one per customer or user
     assert len(calls) <= 8, calls
+    # one read cache per run: the planner's second look at a customer's users or a reseller's usage (drift,
+    # duplicates, capacity) costs no call; the 6 moves' users fit one page
+    routes = [" ".join(line.split()[:2]) for line in calls]
+    assert routes.count("POST /v1/users/query") == routes.count("POST /v1/usage/query") == 1, calls
     for text in (r.stdout, r.stderr):
         assert READ_TOKEN not in text and "Bearer" not in text
     quiet = run(root, "plan", "moves", "--platform", db, "--state", str(root / "state.json"))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import RECONCILE_BIN, SECRETS, SEED, init_platform, subprocess_env
+from conftest import RECONCILE_BIN, SECRETS, SEED, generated_seed, init_platform, subprocess_env
 from serving import READ_TOKEN, WRITE_TOKEN, Served, serving, until
 
 from reconciler.model import MoveOrder, Subscription, conceal
@@ -253,7 +253,7 @@ def test_users_page_by_cursor_covers_every_user_once_in_order(db: str) -> None:
             got: dict[str, list[dict[str, Any]]] = {}
             cursor = None
             for _ in range(50):
-                page = server.users_page(p, customers, limit, cursor)
+                page = json.loads(server.users_page(p, customers, limit, cursor))
                 assert sum(len(v) for v in page["users"].values()) <= limit
                 for cid, us in page["users"].items():
                     got.setdefault(cid, []).extend(us)
@@ -261,6 +261,54 @@ def test_users_page_by_cursor_covers_every_user_once_in_order(db: str) -> None:
                 if cursor is None:
                     break
             assert got == want, limit
+    finally:
+        p.close()
+
+
+def test_a_page_of_a_big_customer_costs_what_it_returns(tmp_path: Path) -> None:
+    """A customer of 2,600 users paged 500 at a time: every user once, in order, and the last page costs the
+    database no more than the first (the old paging re-read the whole customer for each of its pages)."""
+    url = init_platform(tmp_path, generated_seed(tmp_path / "seed.json", {"few": 3, "whale": 2600, "none": 0}))
+    p = SqlitePlatform.open(url)
+    try:
+        customers = ["few", "whale", "none", "ghost"]
+        want = {c: [u.to_json() for u in us] for c, us in p.users(customers).items()}
+        steps: list[int] = []
+
+        def count() -> int:
+            steps[-1] += 1
+            return 0
+
+        p._conn.set_progress_handler(count, 100)
+        got: dict[str, list[dict[str, Any]]] = {}
+        cursor = None
+        while True:
+            steps.append(0)
+            page = json.loads(server.users_page(p, customers, 500, cursor))
+            for cid, us in page["users"].items():
+                got.setdefault(cid, []).extend(us)
+            cursor = page["next"]
+            if cursor is None:
+                break
+            assert sum(len(v) for v in page["users"].values()) == 500
+        assert got == want and len(got["whale"]) == 2600 and got["none"] == got["ghost"] == []
+        assert len(steps) == 6 and max(steps[1:]) <= 2 * steps[0], steps
+    finally:
+        p.close()
+
+
+def test_a_cursor_of_another_list_or_server_is_refused(db: str) -> None:
+    p = SqlitePlatform.open(db)
+    try:
+        first = json.loads(server.users_page(p, ["acme", "contoso"], 1, None))
+        assert first["next"] is not None
+        with pytest.raises(server.Problem) as e:
+            server.users_page(p, ["acme"], 1, server._encode_cursor(5, 0))
+        assert (e.value.status, e.value.detail) == (400, "the cursor does not fit the customers sent")
+        for bad in ("MTox", "@@", "dTox"):  # an index cursor of the old paging; not base64; no ord
+            with pytest.raises(server.Problem) as e:
+                server.users_page(p, ["acme"], 1, bad)
+            assert e.value.status == 400
     finally:
         p.close()
 

@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,6 +73,8 @@ CREATE INDEX user_services_customer ON user_services (customer, service, sal);
 CREATE INDEX requests_customer ON requests (customer, status);
 """
 CHUNK = 500  # ids per IN (...): well below SQLite's limit on host parameters
+USERS_WINDOW = 64  # customers a users page reads first (then 4x as many, and so on, while it comes back short)
+USERS_WINDOW_MAX = 4096  # 2 host parameters each: well below SQLite's limit of 32,766
 
 
 def damaged(path: Path, e: Exception) -> PlatformError:
@@ -244,6 +246,36 @@ class SqlitePlatform:
                 out[cid].append(current)
             if svc is not None:
                 current.services[svc] = UserService(sal, _loads(ov))
+        return out
+
+    @_guarded
+    def users_after(self, customers: Sequence[str], after: tuple[int, int], limit: int) -> list[tuple[int, int, str]]:
+        """Up to `limit` users of `customers` as (position in `customers`, ord, the user's JSON document: the
+        shape of User.to_json, made by SQLite), ordered by (position, ord): those strictly after `after`, a
+        (position, ord) cursor ((-1, -1): from the start). The served platform's users pages.
+
+        A page costs what it returns: the customers are read a window at a time from the cursor's position
+        (windows growing while they come back short), and within the cursor's customer the index starts at
+        its ord, so neither a big customer nor a long list is re-read page after page."""
+        pos, last = after
+        out: list[tuple[int, int, str]] = []
+        start, span = max(pos, 0), USERS_WINDOW
+        while start < len(customers) and len(out) < limit:
+            window = customers[start:start + span]
+            values = ",".join(f"(?{4 + 2 * i},?{5 + 2 * i})" for i in range(len(window)))
+            args = [x for i, cid in enumerate(window, start) for x in (i, cid)]
+            out.extend(self._conn.execute(
+                f"WITH wanted(pos, id) AS (VALUES {values}), "
+                "page AS (SELECT w.pos, u.ord, u.id, u.hold FROM wanted w JOIN users u ON u.customer = w.id "
+                "AND u.ord > CASE WHEN w.pos = ?1 THEN ?2 ELSE -1 END WHERE (w.pos, u.ord) > (?1, ?2) "
+                "ORDER BY w.pos, u.ord LIMIT ?3) "
+                "SELECT p.pos, p.ord, json_object('id', p.id, 'services', (SELECT json_group_object(s.service, "
+                "json_object('sal', s.sal, 'overrides', json(s.overrides))) FROM (SELECT service, sal, overrides "
+                "FROM user_services WHERE user = p.id ORDER BY service) s), 'hold', p.hold) "
+                "FROM page p ORDER BY p.pos, p.ord",
+                (pos, last, limit - len(out), *args)))
+            start += len(window)
+            span = min(span * 4, USERS_WINDOW_MAX)
         return out
 
     @_guarded
