@@ -41,14 +41,23 @@ class Snapshot:
     users: Callable[[str], Iterable[User]]  # streamed per customer
     usage: Callable[[str], dict[str, int]]  # reseller -> service -> users of its direct customers
     requests: Mapping[str, list[Request]]  # customer -> its requests on the platform, in submission order
+    _fingerprints: dict[str, tuple[Customer, str]] = field(default_factory=dict, repr=False, compare=False)
+    _secret: dict[str, set[str]] | None = field(default=None, repr=False, compare=False)
 
     def pending(self, customer: str) -> list[str]:
         return [r.id for r in self.requests.get(customer, ()) if r.status in PENDING]
 
     def fingerprint(self, customer: Customer) -> str:
         """The drift fingerprint of a customer as this snapshot shows it (its parent is in the snapshot)."""
+        hit = self._fingerprints.get(customer.id)
+        if hit is not None and hit[0] is customer:  # the very object (the view makes new ones for moved customers)
+            return hit[1]
         parent = self.customers.get(customer.parent) if customer.parent else None
-        return customer_fingerprint(customer, parent, secrets_of(self.catalog))
+        if self._secret is None:
+            self._secret = secrets_of(self.catalog)
+        fp = customer_fingerprint(customer, parent, self._secret)
+        self._fingerprints[customer.id] = (customer, fp)
+        return fp
 
 
 @dataclass

@@ -291,8 +291,9 @@ class SqlitePlatform:
     def requests_of(self, customers: Collection[str], pending_only: bool = False) -> dict[str, list[Request]]:
         out: dict[str, list[Request]] = {}
         where = " AND status IN ('Requested', 'InProgress')" if pending_only else ""
-        rows = sorted(self._rows(f"SELECT seq, {REQUEST_COLUMNS} FROM requests WHERE customer IN ({{marks}}){where}",
-                                 customers))
+        # Without what each request replaced: planning never needs it (revert asks for one request)
+        rows = sorted(self._rows(f"SELECT seq, {REQUEST_COLUMNS.replace('replaced', 'NULL')} FROM requests "
+                                 f"WHERE customer IN ({{marks}}){where}", customers))
         for row in rows:
             req = _request(row[1:])
             out.setdefault(req.customer, []).append(req)
