@@ -30,7 +30,9 @@ SEED = 20261128
 
 
 def apply_args() -> list[str]:
-    return ["apply", "--auto-approve", "moves"]
+    # One move at a time, so that kills land between and inside moves at every step of the journal; kills with
+    # moves in flight in parallel are tests/test_apply_async.py's.
+    return ["apply", "--auto-approve", "--parallelism", "1", "moves"]
 
 
 def stat_key(path: Path) -> tuple[int, int, int] | None:
