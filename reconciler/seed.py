@@ -26,7 +26,7 @@ from reconciler.diagnostics import Diagnostic, error, warning
 from reconciler.errors import PlatformError
 from reconciler.model import ID_PATTERN, PropertyDef
 from reconciler.schema import PathTuple, json_path, kind_of, short
-from reconciler.yamlsafe import MAX_INT_DIGITS, Doc, decode, load_all
+from reconciler.yamlsafe import MAX_INT_DIGITS, Doc, decode, stream_items
 
 MAX_SEED_BYTES = 1024 * 1024 * 1024
 
@@ -64,19 +64,8 @@ def stream(file: str) -> Stream:
     if bad is not None or text is None:
         raise PlatformError(bad.format() if bad else f"{file}: cannot decode")
     schema_pass = _SchemaPass()
-    if file.endswith(".json"):
-        parts = _json_parts(file, text, schema_pass)
-    else:
-        doc: Doc | None = None
-        for item in load_all(text, file):
-            if isinstance(item, Diagnostic):
-                raise PlatformError(item.format())
-            if doc is not None:
-                raise PlatformError(f"{file}:{item.line}:1: error[yaml]: a seed holds one document")
-            doc = item
-        if doc is None or doc.data is None:
-            raise PlatformError(f"{file}: the seed is empty")
-        parts = _whole(doc, schema_pass)
+    read_parts = _json_parts if file.endswith(".json") else _yaml_parts
+    parts = read_parts(file, text, schema_pass)
     problems = schema_pass.problems(parts.doc)
     if problems:
         _refuse(file, problems)
@@ -140,6 +129,50 @@ def _whole(doc: Doc, schema_pass: _SchemaPass) -> _Parts:
     head = Doc(file=doc.file, index=doc.index, line=doc.line, data={**data, "customers": skeleton},
                marks=doc.marks, key_marks=doc.key_marks)
     return _Parts(head, lambda: ((c, doc) for c in customers))
+
+
+def _yaml_parts(file: str, text: str, schema_pass: _SchemaPass) -> _Parts:
+    """A YAML seed read customer by customer (parsed again when the customers are written: YAML parsing sets
+    the time, the largest customer the memory); a document the streaming reader does not follow is loaded
+    whole, with load_all's own diagnostics."""
+    skeleton: list[Any] = []
+    kept: dict[PathTuple, tuple[int, int]] = {}
+    kept_keys: dict[PathTuple, tuple[int, int]] = {}
+    for got in stream_items(text, file, "customers"):
+        if isinstance(got, list):
+            schema_pass.user_problems.clear()
+            return _whole(_one_document(file, got), schema_pass)
+        if isinstance(got, Doc):
+            if got.data.get("customers") == []:  # the sequence streamed (else a value composed as it is)
+                got.data["customers"] = skeleton
+            got.marks.update(kept)
+            got.key_marks.update(kept_keys)
+
+            def customers() -> Iterator[tuple[Any, Doc]]:
+                for item in stream_items(text, file, "customers"):
+                    if isinstance(item, tuple):
+                        yield item[1], item[2]
+
+            return _Parts(got, customers)
+        i, c, doc = got
+        skeleton.append(schema_pass.customer(i, c, doc))
+        # the skeleton's positions: everything of the customer but what lies inside its users
+        kept.update((p, m) for p, m in doc.marks.items() if len(p) <= 3 or p[2] != "users")
+        kept_keys.update((p, m) for p, m in doc.key_marks.items() if len(p) <= 3 or p[2] != "users")
+    raise AssertionError("stream_items ends with the document")
+
+
+def _one_document(file: str, items: list[Doc | Diagnostic]) -> Doc:
+    doc: Doc | None = None
+    for item in items:
+        if isinstance(item, Diagnostic):
+            raise PlatformError(item.format())
+        if doc is not None:
+            raise PlatformError(f"{file}:{item.line}:1: error[yaml]: a seed holds one document")
+        doc = item
+    if doc is None or doc.data is None:
+        raise PlatformError(f"{file}: the seed is empty")
+    return doc
 
 
 _WS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
