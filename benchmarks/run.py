@@ -7,6 +7,8 @@ Builds the fixture (benchmarks.generate) in a temporary directory, then runs, ea
 of the `reconcile` installed next to sys.executable, measuring its wall time and its peak RSS (the
 rusage os.wait4 returns for that one child):
 
+  start-up: `reconcile validate` of one manifest against `yamllint` on the same file (paired runs, best
+  of 10 each; skipped when yamllint is not installed) and `reconcile --version` (best of 10);
   platform init of the JSON seed; plan of the batch (--format json, to a file); plan of half the
   batch; plan of the whale; apply of the batch (--auto-approve); the re-plan after it (all noop);
   and, on a second platform where A 1-user moves are already applied (setup, not timed against a
@@ -50,6 +52,7 @@ from benchmarks.generate import Params
 
 REPO = Path(__file__).resolve().parents[1]
 PENDING = 10
+STARTUP_RUNS = 10
 
 Progress = Callable[[str], None]
 
@@ -73,6 +76,7 @@ class Config(Params):
     async_seconds: float = 0.5
     async_parallelism: int = 16
     pg: bool = False  # the batch apply with the state in PostgreSQL (a throwaway cluster, .ci/pg-cluster)
+    startup_runs: int = STARTUP_RUNS  # start-up steps: runs of each command (best kept); 0 skips them
 
     @property
     def half(self) -> int:
@@ -81,9 +85,12 @@ class Config(Params):
 
 @dataclass(frozen=True)
 class Targets:
-    """The targets of issue 5 for the default fixture; None: not checked."""
+    """The targets of issues 5 and 14 for the default fixture; None: not checked."""
 
-    init_s: float | None = 20.0
+    validate_yamllint: float | None = 2.5  # validate of one manifest, best of 10, over yamllint's best of 10
+    version_s: float | None = 0.15
+    init_s: float | None = 10.0
+    init_rss_mib: float | None = 300.0  # the seed is streamed, customer by customer
     plan_floor: float | None = 3.0
     plan_s: float | None = 5.0
     half_ratio: float | None = 2.5  # linear in users touched: twice the users, at most 2.5x the time
@@ -254,6 +261,26 @@ class Bench:
             raise BenchmarkError(f"{label}: exit {m.exit_code}, expected {expect_exit}\n  $ {' '.join(argv)}\n{tail}")
         return step
 
+    def best_of(self, key: str, label: str, commands: dict[str, list[str]], n: int) -> None:
+        """Each command n times, interleaved (paired: the same load for each); keep each one's fastest run."""
+        self.progress(f"{label} ...")
+        best: dict[str, Measured] = {}
+        for _ in range(n):
+            for name, argv in commands.items():
+                out, err = (self.logs / f"{key}-{name.replace(' ', '_')}.{x}" for x in ("out", "err"))
+                m = measure(argv, self.work, out, err, _env(False))
+                if m.exit_code != 0:
+                    tail = err.read_text(encoding="utf-8", errors="replace")[-2000:]
+                    raise BenchmarkError(f"{label}: {name} exit {m.exit_code}\n  $ {' '.join(argv)}\n{tail}")
+                if name not in best or m.wall_s < best[name].wall_s:
+                    best[name] = m
+        for name, argv in commands.items():
+            m = best[name]
+            out, err = (self.logs / f"{key}-{name.replace(' ', '_')}.{x}" for x in ("out", "err"))
+            self.report.steps[f"{key}_{name}"] = Step(f"{key}_{name}", f"start-up: {name} (best of {n})", list(argv),
+                                                      m.wall_s, m.rss_kib, m.exit_code, str(out), str(err), m.cpu_s)
+        self.progress(f"{label}: " + ", ".join(f"{k} {v.wall_s:.3f} s" for k, v in best.items()))
+
     def python(self, module: str, *args: str) -> list[str]:
         return [sys.executable, "-m", module, *args]
 
@@ -310,6 +337,8 @@ def run_benchmark(config: Config, work: Path, targets: Targets = Targets(),  # n
     desc = json.loads((fixture / "fixture.json").read_text(encoding="utf-8"))
     batch: list[dict[str, Any]] = desc["moves"]
     batch_users = sum(m["users"] for m in batch)
+    if c.startup_runs:
+        _startup_steps(b, fixture / batch[0]["file"])
     url = f"sqlite:///{work / 'platform.db'}"
     where = ["--platform", url, "--state", str(work / "state.json")]
 
@@ -362,6 +391,25 @@ def run_benchmark(config: Config, work: Path, targets: Targets = Targets(),  # n
         b.report.code["changed_during_run"] = True
     evaluate(b.report, targets)
     return b.report
+
+
+def yamllint_command() -> list[str] | None:
+    """yamllint next to sys.executable, else on PATH; None when it is not installed (the step is skipped)."""
+    here = Path(sys.executable).parent / "yamllint"
+    found = str(here) if here.exists() else shutil.which("yamllint")
+    return [found] if found else None
+
+
+def _startup_steps(b: Bench, manifest: Path) -> None:
+    """What a pre-commit hook feels: validate of one manifest next to yamllint of it, and --version."""
+    yamllint = yamllint_command()
+    commands = {"reconcile validate": b.rc("validate", str(manifest))}  # the names label the table's rows
+    if yamllint is None:
+        b.progress("yamllint is not installed: validate is timed without its reference (pip install yamllint)")
+    else:
+        commands = {"yamllint": [*yamllint, str(manifest)], **commands}
+    commands["reconcile --version"] = b.rc("--version")
+    b.best_of("startup", "start-up: validate one manifest (vs yamllint) and --version", commands, b.config.startup_runs)
 
 
 def _applied_steps(b: Bench, c: Config) -> None:
@@ -515,7 +563,18 @@ def evaluate(report: Report, t: Targets) -> None:
         r = s[key].wall_s / s[floor].wall_s
         return r, f"{r:.2f}× floor"
 
-    row("init", _fmt(t.init_s, " s"), _within(s["init"].wall_s, t.init_s))
+    if "startup_reconcile validate" in s:
+        if "startup_yamllint" in s:
+            row("startup_yamllint", note="reference")
+            r = s["startup_reconcile validate"].wall_s / s["startup_yamllint"].wall_s
+            row("startup_reconcile validate", _fmt(t.validate_yamllint, "× yamllint"), _within(r, t.validate_yamllint),
+                f"{r:.2f}× yamllint")
+        else:
+            row("startup_reconcile validate", note="no yamllint")
+        row("startup_reconcile --version", _fmt(t.version_s, " s"),
+            _within(s["startup_reconcile --version"].wall_s, t.version_s))
+    row("init", " and ".join(x for x in (_fmt(t.init_s, " s"), _fmt(t.init_rss_mib, " MiB")) if x),
+        _all(_within(s["init"].wall_s, t.init_s), _within(s["init"].rss_mib, t.init_rss_mib)))
     row("floor_batch", note="floor")
     row("floor_whale", note="floor")
     r, txt = vs("plan_batch", "floor_batch")
@@ -577,13 +636,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-http", action="store_true", help="skip the apply steps over HTTP (no server extra)")
     ap.add_argument("--pg", action="store_true", help="also apply the batch with the state in PostgreSQL (needs the "
                                                       "postgresql server binaries; a throwaway cluster)")
+    ap.add_argument("--no-startup", action="store_true", help="skip the start-up steps (validate vs yamllint, "
+                                                             "--version)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     ap.add_argument("--keep", metavar="DIR", help="build in DIR (new or empty) and keep it; default: a temporary "
                                                   "directory, removed afterwards")
     ap.add_argument("--no-fail", action="store_true", help="exit 0 even when a target fails")
     a = ap.parse_args(argv)
     config = Config(customers=a.customers, users_per=a.users_per, moves=a.moves, whale=a.whale, applied=a.applied,
-                    http=not a.no_http, pg=a.pg)
+                    http=not a.no_http, pg=a.pg, startup_runs=0 if a.no_startup else STARTUP_RUNS)
     try:
         config.check()
     except ValueError as e:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from reconciler import applier, audit, manifests, planner, schema, targeting
+from reconciler import applier, audit, manifests, planner, schema, targeting, validation
 from reconciler import policy as policy_
 from reconciler import revert as revert_
 from reconciler.config import Settings
@@ -28,7 +28,7 @@ from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
 from reconciler.policy import Policy
-from reconciler.results import PLAN_FORMAT, ApplyResult, DriftReport, PlanResult, Validation
+from reconciler.results import PLAN_FORMAT, ApplyResult, DriftReport, PlanResult
 from reconciler.state import Journal, State, StateStore, is_url, open_store
 from reconciler.state.model import dumps, parse
 from reconciler.targeting import Partial
@@ -37,10 +37,7 @@ from reconciler.yamlsafe import Doc
 READ_BATCH = 1000  # customers (or resellers) per batch read: a remote platform pages their users
 
 # -- validate -------------------------------------------------------------------------------
-def validate(paths: Sequence[str]) -> Validation:
-    """Offline: YAML, schema, names."""
-    loaded = manifests.load(paths)
-    return Validation(loaded.diagnostics, len(loaded.moves), loaded.files)
+validate = validation.validate  # the CLI imports reconciler.validation itself: not all of this module
 
 
 # -- plan -----------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The command line: options -> one call into app -> render -> exit code. No business logic here."""
+"""The command line: options -> one call into app -> render -> exit code. No business logic here.
+
+Each command imports what it uses when it runs: `--help`, `--version` and `validate` (a pre-commit hook)
+load click and little else; tests/test_cli_imports.py guards that.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,26 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
-from reconciler import __version__, app, config, newmove
-from reconciler.applier import Options
-from reconciler.diagnostics import Diagnostic
+from reconciler import __version__
 from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_SIGTERM, Interrupted, ReconcilerError
 from reconciler.render import clean, clean_lines
-from reconciler.render import drift as drift_out
-from reconciler.render import json as json_out
-from reconciler.render import markdown as md_out
-from reconciler.render import text as text_out
-from reconciler.render.progress import ApplyProgress
-from reconciler.results import PlanResult
-from reconciler.urls import redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reconciler.diagnostics import Diagnostic
+    from reconciler.results import PlanResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     # Off a terminal (CI logs, files, PR comments) lines are not wrapped at 80 columns.
     width = None if stream.isatty() else int(os.environ.get("COLUMNS") or 0) or 160
@@ -136,15 +138,18 @@ def validate(paths: tuple[str, ...], fmt: str | None) -> None:
     PATH may be a file or a directory (searched recursively for *.yaml and *.yml).
     Fast and side-effect free: made for pre-commit hooks and editors.
     """
+    from reconciler import validation
+    from reconciler.render import validation as out
+
     fmt = fmt or ("github" if _github_default() else "text")
-    result = app.validate(paths)
+    result = validation.validate(paths)
     if fmt == "json":
-        click.echo(json_out.validation(result))
+        click.echo(out.json(result))
         for d in result.diagnostics:
             click.echo(clean(d.format()), err=True)
     else:
         _emit_diagnostics(result.diagnostics, github=fmt == "github")
-        click.echo(text_out.validation(result), err=fmt == "github")
+        click.echo(out.text(result), err=fmt == "github")
     sys.exit(EXIT_OK if result.valid else EXIT_ERROR)
 
 
@@ -184,6 +189,11 @@ def plan(paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: b
     (not planned, not checked against the policy). Files with YAML or schema errors still
     count: they are not moves, so no pattern leaves them out.
     """
+    from reconciler import app, config
+    from reconciler.render import json as json_out
+    from reconciler.render import markdown as md_out
+    from reconciler.render import text as text_out
+
     limit = _show_users(show_users)
     settings = config.resolve(platform_url, state_path)
     result = app.plan(paths, settings, targets, excludes)
@@ -265,6 +275,11 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
     [policy.apply_window] apply exits 1 (policy-outside-window) before it takes the lock,
     naming the next opening; when the window closes during a run, no new move is submitted.
     """
+    from reconciler import app, config
+    from reconciler.applier import Options
+    from reconciler.render import text as text_out
+    from reconciler.render.progress import ApplyProgress
+
     if bool(paths) == bool(plan_file):
         raise click.UsageError("give manifest PATHs or --plan PLANFILE (one of them)")
     if plan_file and (targets or excludes):
@@ -320,6 +335,11 @@ def apply(paths: tuple[str, ...], plan_file: str | None, auto_approve: bool, loc
 def status(names: tuple[str, ...], fmt: str, lock_timeout: float, platform_url: str | None,
            state_path: str | None) -> None:
     """Refresh request statuses from the platform and show the recorded moves."""
+    from reconciler import app, config
+    from reconciler.render import json as json_out
+    from reconciler.render import text as text_out
+    from reconciler.urls import redact
+
     settings = config.resolve(platform_url, state_path)
     st = app.status(settings, names, lock_timeout)
     if fmt == "json":
@@ -339,6 +359,10 @@ def history(customer: str | None, fmt: str, state_path: str | None) -> None:
     the state in PostgreSQL, also every state version that recorded the move (who, when,
     which commit). Run it in the repository that holds the manifests.
     """
+    from reconciler import app, config
+    from reconciler.render import json as json_out
+    from reconciler.render import text as text_out
+
     settings = config.resolve(None, state_path)
     entries = app.history(settings, customer)
     if fmt == "json":
@@ -361,6 +385,8 @@ def state() -> None:
 @state_option
 def state_pull(state_path: str | None) -> None:
     """Print the current state document (exit 1 when there is none)."""
+    from reconciler import app, config
+
     settings = config.resolve(None, state_path)
     click.echo(app.state_pull(settings), nl=False)  # bytes: exactly the document
 
@@ -378,6 +404,8 @@ def state_push(file: str, force: bool, lock_timeout: float, state_path: str | No
     Only when there is no state yet, or FILE has the same lineage and a newer serial;
     --force replaces any state, printing both lineages.
     """
+    from reconciler import app, config
+
     settings = config.resolve(None, state_path)
     pushed = app.state_push(settings, file, force, lock_timeout)
     if pushed.forced and pushed.replaced:
@@ -397,6 +425,8 @@ def new_move(customer: str, reseller: str, platform_url: str | None) -> None:
     comment listing the destination's choices. Save it under your manifests folder, fill in
     the gaps, then `reconcile plan` it.
     """
+    from reconciler import config, newmove
+
     settings = config.resolve(platform_url, None)
     click.echo(newmove.render(settings, customer, reseller), nl=False)
 
@@ -418,6 +448,10 @@ def drift(paths: tuple[str, ...], fmt: str, platform_url: str | None, state_path
     \b
       reconcile drift moves/ --format markdown > drift.md || test $? -eq 2
     """
+    from reconciler import app, config
+    from reconciler.render import drift as drift_out
+    from reconciler.render import json as json_out
+
     settings = config.resolve(platform_url, state_path)
     report = app.drift(paths, settings)
     _emit_diagnostics(report.diagnostics)
@@ -447,6 +481,8 @@ def revert(name: str, platform_url: str | None, state_path: str | None) -> None:
       reconcile revert acme-to-northwind > moves/acme-to-northwind-revert.yaml
       reconcile plan moves/acme-to-northwind-revert.yaml
     """
+    from reconciler import app, config
+
     settings = config.resolve(platform_url, state_path)
     result = app.revert(settings, name)
     for w in result.warnings:
@@ -465,6 +501,8 @@ def platform() -> None:
 @platform_option
 def platform_init(seed: str, force: bool, platform_url: str | None) -> None:
     """Create the embedded platform from a seed; nothing is created if the seed has any problem."""
+    from reconciler import app, config
+
     settings = config.resolve(platform_url, None)
     url, counts = app.platform_init(settings, seed, force)
     from reconciler.render import counts as tally
@@ -477,9 +515,11 @@ def platform_init(seed: str, force: bool, platform_url: str | None) -> None:
 @platform_option
 def platform_export(fmt: str, platform_url: str | None) -> None:
     """Print the live platform as a seed document, requests included (round-trips through init)."""
+    from reconciler import app, config
+    from reconciler.render import export  # every unprintable character escaped, as in every other output
+
     settings = config.resolve(platform_url, None)
     doc = app.platform_export(settings)
-    from reconciler.render import export  # every unprintable character escaped, as in every other output
 
     if fmt == "json":
         click.echo(export.to_json(doc))

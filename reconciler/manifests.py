@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    StringConstraints,
-    ValidationError,
-)
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler import schema
 from reconciler.diagnostics import Diagnostic, error, warning
@@ -29,46 +19,23 @@ from reconciler.model import ID_PATTERN, sha256_of
 from reconciler.schema import PathTuple
 from reconciler.yamlsafe import Doc, decode, load_all
 
+if TYPE_CHECKING:
+    from reconciler.manifest_model import Manifest as Manifest
+    from reconciler.manifest_model import Metadata as Metadata
+    from reconciler.manifest_model import ServiceSpec as ServiceSpec
+    from reconciler.manifest_model import Spec as Spec
+
+
+def __getattr__(name: str) -> Any:
+    """The pydantic models load on first use: `validate` of a plainly valid manifest never needs them."""
+    if name in ("Manifest", "Metadata", "ServiceSpec", "Spec"):
+        from reconciler import manifest_model
+
+        return getattr(manifest_model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 MAX_MANIFEST_BYTES = 1024 * 1024
 SUFFIXES = (".yaml", ".yml")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, regex_engine="python-re")  # ID_PATTERN
-
-
-# The same constraints as schemas/move.schema.json: pydantic accepts a valid manifest in microseconds;
-# only a document it refuses goes through jsonschema, for path-addressed messages.
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$(?!\n)", max_length=63)]
-Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
-
-
-class ServiceSpec(_Model):
-    plan: Id | None = None
-    sals: dict[Id, Id] = Field(default_factory=dict)
-    properties: dict[Id, Value] = Field(default_factory=dict)
-
-
-class Spec(_Model):
-    customer: Id
-    to_reseller: Id = Field(alias="toReseller")
-    location: Id
-    services: dict[Id, ServiceSpec] = Field(default_factory=dict)
-    allow_large: StrictBool = Field(default=False, alias="allowLarge")  # lifts policy max_users_per_move
-
-
-class Metadata(_Model):
-    name: Name
-    ticket: Annotated[str, StringConstraints(max_length=200)] | None = None
-    description: Annotated[str, StringConstraints(max_length=10000)] | None = None
-
-
-class Manifest(_Model):
-    api_version: Literal["reconciler/v1"] = Field(alias="apiVersion")
-    kind: Literal["CustomerMove"]
-    metadata: Metadata
-    spec: Spec
 
 
 class Move:
@@ -109,6 +76,8 @@ class Move:
 
     @property
     def doc(self) -> Doc:
+        if self._doc is not None:
+            return self._doc
         self._load()
         assert self._doc is not None
         return self._doc
@@ -276,9 +245,86 @@ def read_docs(file: str, limit: int = MAX_MANIFEST_BYTES,
     return docs, diags
 
 
+_ID = re.compile(ID_PATTERN)
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$(?!\n)")
+_VALUE_TYPES = (str, int, float, bool, type(None))
+
+
+def _ids(value: Any) -> bool:
+    return type(value) is str and len(value) <= 128 and _ID.match(value) is not None
+
+
+def _keys(value: Any, allowed: frozenset[str], required: frozenset[str] = frozenset()) -> bool:
+    return type(value) is dict and value.keys() <= allowed and required <= value.keys()
+
+
+_TOP = frozenset({"apiVersion", "kind", "metadata", "spec"})
+_META = frozenset({"name", "ticket", "description"})
+_SPEC = frozenset({"customer", "toReseller", "location", "services", "allowLarge"})
+_SPEC_REQUIRED = frozenset({"customer", "toReseller", "location"})
+_SERVICE = frozenset({"plan", "sals", "properties"})
+
+
+def plainly_valid(data: Any) -> bool:
+    """True only for a manifest that both the pydantic models and schemas/move.schema.json accept (their
+    intersection, checked by hand: no pydantic or jsonschema import). False means "ask them": every other
+    document takes the full path, so no check and no message is lost. Guarded by tests/test_manifests.py."""
+    if not _keys(data, _TOP, _TOP) or data["apiVersion"] != "reconciler/v1" or data["kind"] != "CustomerMove" \
+            or type(data["apiVersion"]) is not str or type(data["kind"]) is not str:
+        return False
+    meta, spec = data["metadata"], data["spec"]
+    if not _keys(meta, _META, frozenset({"name"})):
+        return False
+    name = meta["name"]
+    if type(name) is not str or len(name) > 63 or _NAME.match(name) is None:
+        return False
+    for key, limit in (("ticket", 200), ("description", 10000)):
+        if key in meta and (type(meta[key]) is not str or len(meta[key]) > limit):
+            return False
+    if not _keys(spec, _SPEC, _SPEC_REQUIRED) or not all(_ids(spec[k]) for k in _SPEC_REQUIRED):
+        return False
+    if "allowLarge" in spec and type(spec["allowLarge"]) is not bool:
+        return False
+    services = spec.get("services", {})
+    if type(services) is not dict:
+        return False
+    for sid, svc in services.items():
+        if not _ids(sid) or not _keys(svc, _SERVICE):
+            return False
+        if "plan" in svc and not _ids(svc["plan"]):
+            return False
+        sals, props = svc.get("sals", {}), svc.get("properties", {})
+        if type(sals) is not dict or not all(_ids(k) and _ids(v) for k, v in sals.items()):
+            return False
+        if type(props) is not dict or not all(_ids(k) and type(v) in _VALUE_TYPES for k, v in props.items()):
+            return False
+        if any(type(v) is int and abs(v) >= 2 ** 63 or type(v) is float and not math.isfinite(v)
+               for v in props.values()):
+            return False
+    return True
+
+
 def _to_move(doc: Doc) -> Move | list[Diagnostic]:
+    if plainly_valid(doc.data):  # the models are built only when something reads the manifest
+        spec = doc.data["spec"]
+        return Move(None, doc, sha256_of(doc.data), name=doc.data["metadata"]["name"], file=doc.file, line=doc.line,
+                    customer=spec["customer"], to_reseller=spec["toReseller"], location=spec["location"],
+                    file_sha256=doc.source_sha256 if doc.siblings == 1 else None,
+                    allow_large=spec.get("allowLarge", False), loader=lambda: (_model(doc.data), doc))
+    return _checked_move(doc)
+
+
+def _model(data: Any) -> Manifest:
+    from reconciler.manifest_model import Manifest
+
+    return Manifest.model_validate(data)
+
+
+def _checked_move(doc: Doc) -> Move | list[Diagnostic]:
+    from reconciler.manifest_model import ValidationError
+
     try:
-        manifest = Manifest.model_validate(doc.data)
+        manifest = _model(doc.data)
     except ValidationError as e:
         diags = []
         for d, path, at_key in schema.iter_diagnostics("move", doc.data):

@@ -11,19 +11,9 @@ from reconciler.planner import Plan, PlannedMove
 from reconciler.policy import Policy
 from reconciler.state import RequestRecord
 from reconciler.targeting import Partial
+from reconciler.validation import Validation as Validation  # where it lives: light, for `validate`
 
 PLAN_FORMAT = "1.0"
-
-
-@dataclass
-class Validation:
-    diagnostics: list[Diagnostic]
-    moves: int
-    files: int
-
-    @property
-    def valid(self) -> bool:
-        return not any(d.is_error for d in self.diagnostics)
 
 
 @dataclass

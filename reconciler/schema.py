@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from reconciler.diagnostics import Diagnostic, error
+
+if TYPE_CHECKING:  # jsonschema loads on first use: a valid manifest is accepted without it
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 PathTuple = tuple[str | int, ...]
 
@@ -31,6 +32,8 @@ def load(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(load(name))
 
 

@@ -135,8 +135,9 @@ def _check(ev: Any) -> None:
         raise _Problem(f"tags ({short(tag)}) are not allowed in manifests", ev.start_mark)
 
 
-def _compose(src: Any, doc: Doc) -> Any:
-    """One document's value from parse events, with an explicit stack: no recursion, bounded depth."""
+def _compose(src: Any, doc: Doc, prefix: PathTuple = (), depth: int = 0) -> Any:
+    """One document's value from parse events, with an explicit stack: no recursion, bounded depth. (Or one
+    value inside a document: at `prefix`, `depth` containers down.)"""
     stack: list[_Frame] = []
     while True:
         ev = src.get_event()
@@ -160,7 +161,7 @@ def _compose(src: Any, doc: Doc) -> Any:
             parent.key = key
             continue
         if parent is None:
-            path: PathTuple = ()
+            path: PathTuple = prefix
         elif isinstance(parent.container, dict):
             assert parent.key is not None
             path = parent.path + (parent.key,)
@@ -185,7 +186,7 @@ def _compose(src: Any, doc: Doc) -> Any:
             if parent is None:
                 return value
             continue
-        if len(stack) >= MAX_DEPTH:
+        if len(stack) + depth >= MAX_DEPTH:
             raise _Problem(f"nesting deeper than {MAX_DEPTH} levels", ev.start_mark)
         stack.append(_Frame(value, path))
 
@@ -256,6 +257,65 @@ def load_all(text: str, file: str) -> Iterator[Doc | Diagnostic]:
     finally:
         if src is not None:
             src.dispose()
+
+
+class _Unusual(Exception):
+    """The streaming reader leaves this document to load_all."""
+
+
+def stream_items(text: str, file: str, key: str) -> Iterator[tuple[int, Any, Doc] | Doc | list[Doc | Diagnostic]]:
+    """A one-document YAML text whose top level is a mapping, the items of the sequence under `key` one at a
+    time: yields (index, value, Doc placing that item's nodes by their full paths) for each item, then the
+    Doc of the rest (`key` holding an empty list). Anything else, a problem included, and the caller gets
+    what load_all says of the whole text (a list): the same documents, the same first diagnostic."""
+    if "\x00" in text:
+        yield list(load_all(text, file))
+        return
+    src: Any = None
+    try:
+        src = _EventSource(text)
+        src.get_event()  # StreamStart
+        start = src.get_event()
+        if not isinstance(start, yaml.DocumentStartEvent) or not src.check_event(yaml.MappingStartEvent):
+            raise _Unusual
+        top = src.get_event()
+        _check(top)
+        head = Doc(file=file, index=0, line=top.start_mark.line + 1, data={})
+        head.marks[()] = _pos(top.start_mark)
+        while not src.check_event(yaml.MappingEndEvent):
+            ev = src.get_event()
+            if not isinstance(ev, yaml.ScalarEvent):
+                raise _Unusual
+            _check(ev)
+            name = str(_scalar(ev))
+            if name in head.data:
+                raise _Unusual
+            head.key_marks[(name,)] = _pos(ev.start_mark)
+            if name != key or not src.check_event(yaml.SequenceStartEvent):
+                head.data[name] = _compose(src, head, (name,), 1)
+                continue
+            seq = src.get_event()
+            _check(seq)
+            head.marks[(name,)] = _pos(seq.start_mark)
+            head.data[name] = []
+            index = 0
+            while not src.check_event(yaml.SequenceEndEvent):
+                item = Doc(file=file, index=0, line=head.line, data=None)
+                value = _compose(src, item, (name, index), 2)
+                yield index, value, item
+                index += 1
+            src.get_event()
+        src.get_event()  # MappingEnd
+        src.get_event()  # DocumentEnd
+        if not src.check_event(yaml.StreamEndEvent):
+            raise _Unusual
+    except (_Unusual, _Problem, yaml.YAMLError):
+        yield list(load_all(text, file))
+        return
+    finally:
+        if src is not None:
+            src.dispose()
+    yield head
 
 
 def reads_as_text(value: str) -> bool:

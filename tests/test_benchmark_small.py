@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: `
 from benchmarks import run as bench  # noqa: E402
 
 SMALL = bench.Config(customers=40, users_per=50, moves=20, whale=2000, applied=100, pending=10,
-                     async_moves=16, async_seconds=0.3, async_parallelism=8)
+                     async_moves=16, async_seconds=0.3, async_parallelism=8, startup_runs=2)
 
 # Wall seconds on the reference machine (2 cores, AMD EPYC, Python 3.11.7), the median of 3 runs of SMALL,
 # measured at commit 54022eb (load average about 2). Most of each is the interpreter start and imports
@@ -75,7 +75,11 @@ def test_table_has_every_row_with_a_verdict(report: bench.Report) -> None:
     lines = table.splitlines()
     assert lines[0] == "| step | wall | peak RSS | ratio | target | result | CPU |"
     steps = [r.step for r in report.rows]
+    yamllint = ["start-up: yamllint (best of 2)"] if bench.yamllint_command() else []
     assert steps == [
+        *yamllint,
+        "start-up: reconcile validate (best of 2)",
+        "start-up: reconcile --version (best of 2)",
         "platform init (4,000 users, JSON seed)",
         "floor: batch (20 customers, 1,000 users)",
         "floor: whale (2,000 users)",
@@ -97,10 +101,13 @@ def test_table_has_every_row_with_a_verdict(report: bench.Report) -> None:
     verdicts = {r.step: r.result for r in report.rows}
     assert verdicts["floor: batch (20 customers, 1,000 users)"] == "floor"
     assert verdicts["setup: apply 100 moves"] == "setup"
+    assert all(verdicts[s] == "reference" for s in yamllint)
     assert verdicts["plan half batch (10 moves, 500 users)"] == "info"
-    judged = [s for s in steps if s.startswith(("platform", "plan", "apply", "re-plan", "peak"))]
+    judged = [s for s in steps if s.startswith(("platform", "plan", "apply", "re-plan", "peak", "start-up: reconcile"))]
     judged.remove("plan half batch (10 moves, 500 users)")
-    assert len(judged) == 10  # with the two applies over HTTP
+    if not yamllint:
+        judged.remove("start-up: reconcile validate (best of 2)")  # no reference: information only
+    assert len(judged) == 10 + 1 + bool(yamllint)  # with the two applies over HTTP, --version, validate
     assert all(verdicts[s] in ("PASS", "FAIL") for s in judged)
 
 

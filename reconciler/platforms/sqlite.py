@@ -520,9 +520,8 @@ def init(url: str, seed_file: str, force: bool = False, exclusive: bool = False)
     if path.exists() and not force:
         raise PlatformError(f"a platform already exists at {path}",
                             hint="pass --force to replace it (its data and requests are lost)")
-    seed = seeds.read(seed_file)
-    for w in seed.warnings:  # references outside their scope: created as they are, but said (stderr)
-        _say(w.format())
+    seed = seeds.stream(seed_file)  # schema problems raise here; reference problems once the rows are written
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # created here, deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.init"):  # left by an init that was killed
         with contextlib.suppress(OSError):
@@ -536,7 +535,9 @@ def init(url: str, seed_file: str, force: bool = False, exclusive: bool = False)
             conn.execute("PRAGMA journal_mode = OFF")
             conn.execute("PRAGMA synchronous = OFF")
             conn.executescript(SCHEMA)
-            counts = _write(conn, seed.doc)
+            counts = _write(conn, seed)
+            for w in seed.warnings:  # references outside their scope: created as they are, but said (stderr)
+                _say(w.format())
             conn.executescript(INDEXES)
             conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
             conn.commit()
@@ -564,22 +565,38 @@ def init(url: str, seed_file: str, force: bool = False, exclusive: bool = False)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        for d in made:  # a seed with problems creates nothing, not even a directory
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise
     return counts
 
 
-def _write(conn: sqlite3.Connection, doc: dict[str, Any]) -> dict[str, int]:
+def _write(conn: sqlite3.Connection, seed: seeds.Stream) -> dict[str, int]:
+    """The rows of a seed, streamed customer by customer as the seed checks them. Its reference problems are
+    raised once every customer has gone by (the caller drops the half-built database); a database error
+    before that waits for them, so that a seed with problems always lists them."""
+    failed: list[sqlite3.Error] = []
+
+    def insert(sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not failed:
+            try:
+                conn.executemany(sql, rows)
+            except sqlite3.Error as e:
+                failed.append(e)
+
+    doc = seed.header
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO locations VALUES (?, ?, ?)",
-                     [(x["id"], x.get("name"), i) for i, x in enumerate(doc["locations"])])
-    conn.executemany("INSERT INTO services VALUES (?, ?, ?, ?)",
-                     [(x["id"], x.get("name"), canonical_json(x.get("properties") or {}), i)
-                      for i, x in enumerate(doc["services"])])
+    insert("INSERT INTO locations VALUES (?, ?, ?)",
+           [(x["id"], x.get("name"), i) for i, x in enumerate(doc["locations"])])
+    insert("INSERT INTO services VALUES (?, ?, ?, ?)",
+           [(x["id"], x.get("name"), canonical_json(x.get("properties") or {}), i)
+            for i, x in enumerate(doc["services"])])
     n_users = 0
     user_rows: list[tuple[Any, ...]] = []
     service_rows: list[tuple[Any, ...]] = []
     customer_rows: list[tuple[Any, ...]] = []
-    for i, c in enumerate(doc["customers"]):
+    for i, c in enumerate(seed.customers()):
         cust = Customer.from_json(c)
         offerings = None if cust.offerings is None else {s: o.to_json() for s, o in cust.offerings.items()}
         subs = {s: x.to_json() for s, x in cust.subscriptions.items()}
@@ -591,9 +608,12 @@ def _write(conn: sqlite3.Connection, doc: dict[str, Any]) -> dict[str, int]:
         customer_rows.append((c["id"], c.get("name"), c["location"], c.get("parent"),
                               None if offerings is None else canonical_json(offerings), canonical_json(subs), i))
         if len(service_rows) > 50_000:
-            conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", user_rows)
-            conn.executemany("INSERT INTO user_services VALUES (?, ?, ?, ?, ?)", service_rows)
+            insert("INSERT INTO users VALUES (?, ?, ?, ?)", user_rows)
+            insert("INSERT INTO user_services VALUES (?, ?, ?, ?, ?)", service_rows)
             user_rows, service_rows = [], []
+    seed.finish()  # the seed's problems, if any: nothing is created
+    if failed:
+        raise failed[0]
     conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?)", customer_rows)
     conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", user_rows)
     conn.executemany("INSERT INTO user_services VALUES (?, ?, ?, ?, ?)", service_rows)
@@ -605,7 +625,7 @@ def _write(conn: sqlite3.Connection, doc: dict[str, Any]) -> dict[str, int]:
                       canonical_json(r["order"]) if r.get("order") else None,
                       canonical_json(r["replaced"]) if r.get("replaced") is not None else None))
     return {"locations": len(doc["locations"]), "services": len(doc["services"]),
-            "customers": len(doc["customers"]), "users": n_users, "requests": len(doc["requests"])}
+            "customers": len(customer_rows), "users": n_users, "requests": len(doc["requests"])}
 
 
 def _overrides_json(overrides: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from reconciler.results import PlanResult, Validation
+from reconciler.results import PlanResult
 from reconciler.state import State
 
 
@@ -31,10 +31,6 @@ def write_plan(result: PlanResult, out: IO[str], with_manifests: bool = False) -
 
 def dumps(doc: Any) -> str:
     return json.dumps(doc, indent=2)
-
-
-def validation(result: Validation) -> str:
-    return dumps({"valid": result.valid, "diagnostics": [d.to_json() for d in result.diagnostics]})
 
 
 def status(st: State | None) -> str:

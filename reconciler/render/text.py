@@ -13,7 +13,7 @@ from rich.text import Text
 
 from reconciler.planner import PlannedMove
 from reconciler.render import clean, count, value
-from reconciler.results import ApplyResult, PlanResult, Validation
+from reconciler.results import ApplyResult, PlanResult
 from reconciler.state import State
 
 SYMBOL = {"move": "[yellow]~[/]", "noop": "[green]=[/]", "invalid": "[red]✗[/]"}
@@ -214,14 +214,6 @@ def apply_result(console: Console, r: ApplyResult) -> None:
                      f"{e(', '.join(r.pending[:10]))}{' …' if len(r.pending) > 10 else ''}[/]")
     if r.failed:
         say(console, "  Fix the cause, then run apply again: it submits a new attempt for the failed move.")
-
-
-def validation(result: Validation) -> str:
-    """The last line of `validate`: one line, like the diagnostics before it."""
-    n_err = sum(1 for d in result.diagnostics if d.is_error)
-    n_warn = len(result.diagnostics) - n_err
-    return (f"{count(result.files, 'file')}, {count(result.moves, 'move')}: "
-            f"{'valid' if result.valid else 'invalid'} ({count(n_err, 'error')}, {count(n_warn, 'warning')})")
 
 
 def status(console: Console, st: State | None, where: str) -> None:
