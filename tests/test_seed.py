@@ -120,7 +120,7 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
             assert got == f"{f}:{line}:{col}: error[seed]: {text}"
     secret = lines[1 + 9]
     assert "$.customers[2].services.hx.overrides.secret: property 'secret' must be string" in secret
-    assert "42" not in secret
+    assert "42" not in secret.removeprefix(str(f))  # the value is never shown (the temp path may hold a 42)
 
 
 def test_check_returns_seed_diagnostics_with_paths(tmp_path: Path) -> None:
