@@ -10,7 +10,6 @@ import json
 import os
 import random
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import Recon, Running, run_main, subprocess_env
 from pg import PgServer
+from test_apply_crash import platform_write_lock
 
 from reconciler import __version__
 from reconciler.errors import LockHeld, StateError
@@ -428,18 +428,6 @@ def test_apply_of_the_example_moves_with_the_state_in_postgresql(pg: PgServer, t
     hist = json.loads(ws.sub("history", "--format", "json", "--state", url, **pg.env()).out)["moves"]
     assert len(hist) == 6 and all(e["state_versions"] for e in hist)
     assert all(v["operation"] == "apply" for e in hist for v in e["state_versions"])
-
-
-@contextlib.contextmanager
-def platform_write_lock(ws: Recon) -> Iterator[None]:
-    """Hold the platform database's write lock: an apply that reaches its first submit waits there."""
-    conn = sqlite3.connect(ws.db, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
 
 
 def wait_for_holder(url: str, proc: Running, limit: float = 30.0) -> str:
