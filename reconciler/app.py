@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +23,7 @@ from reconciler.config import Settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ReconcilerError, StalePlan, StateError
 from reconciler.manifests import Manifest, Move
-from reconciler.model import User, conceal_customer, conceal_user, secrets_of, sha256_of
+from reconciler.model import User, conceal_customer, concealed, secrets_of, sha256_of
 from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
@@ -98,9 +98,33 @@ def fingerprint(snap: Snapshot, reads: _Reads) -> str:
     for cid in sorted(snap.requests):
         h.update(f"{cid}:{','.join(f'{r.id}={r.status}' for r in snap.requests[cid])};".encode())
     for cid in sorted(reads.read_users):
-        h.update(sha256_of([conceal_user(u.to_json(), secret) for u in reads.read_users[cid]]).encode())
+        h.update(_users_key(reads.read_users[cid], secret))
     h.update(sha256_of({r: reads.read_usage[r] for r in sorted(reads.read_usage)}).encode())
     return "sha256:" + h.hexdigest()
+
+
+def _users_key(users: Sequence[User], secret: Mapping[str, set[str]]) -> bytes:
+    """The users of one customer as bytes for the fingerprint: cheap (a plan reads 50,000 of them) and the same
+    whichever provider or token read them (services in name order, overrides sorted, sensitive values concealed)."""
+    out: list[Any] = []
+    add = out.append
+    for u in users:
+        add(u.id)
+        add(u.hold)
+        for svc in sorted(u.services) if len(u.services) > 1 else u.services:
+            x = u.services[svc]
+            add(svc)
+            add(x.sal)
+            ov = x.overrides
+            if ov:
+                names = secret.get(svc)
+                if names and not names.isdisjoint(ov):
+                    ov = concealed(ov, names)
+                add(sorted(ov.items()) if len(ov) > 1 else ov)
+            else:
+                add(None)
+        add(0)  # end of the user
+    return repr(out).encode()
 
 
 def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[Diagnostic],
