@@ -638,6 +638,9 @@ def drift(paths: Sequence[str], settings: Settings) -> DriftReport:
     if any(d.is_error for d in loaded.diagnostics):
         raise ReconcilerError("the manifests have errors (see above); drift compares valid manifests only",
                               hint="`reconcile validate` shows every problem")
+    if not loaded.moves:  # a wrong path in a scheduled job must not stay green
+        raise ReconcilerError(f"no move to compare: no manifest (*.yaml, *.yml) found in {', '.join(paths)}",
+                              hint="pass the folder of move manifests, e.g. `reconcile drift moves/`")
     report = DriftReport(diagnostics=loaded.diagnostics)
     if st is None:
         report.skipped = [m.name for m in loaded.moves]

@@ -62,3 +62,11 @@ def test_moves_not_applied_are_not_compared(recon: Recon) -> None:
     recon.manifest("globex-to-northwind", "globex", "northwind", services=EXCHANGE)
     ran = recon.cli("drift", str(recon.moves))
     assert (ran.code, ran.out) == (0, "Drift: no applied move among the manifests to compare.\n")
+
+
+def test_no_manifest_is_an_error_not_a_green_night(recon: Recon) -> None:
+    recon.moves.mkdir(exist_ok=True)
+    ran = recon.cli("drift", str(recon.moves))
+    assert (ran.code, ran.out) == (1, "")
+    assert ran.err == (f"error: no move to compare: no manifest (*.yaml, *.yml) found in {recon.moves}\n"
+                       "  hint: pass the folder of move manifests, e.g. `reconcile drift moves/`\n")
