@@ -10,6 +10,7 @@ import json
 import os
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -508,12 +509,26 @@ def test_kill_9_at_random_moments_then_a_run_to_completion_applies_each_move_onc
     rng = random.Random(20261206)
     kills = runs = 0
     started = time.monotonic()
+    def submitted() -> int:
+        db = sqlite3.connect(ws.db)
+        try:
+            return int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
+        finally:
+            db.close()
+
     while kills < kills_wanted:
         runs += 1
         within = runs <= 5 * kills_wanted and time.monotonic() - started < 20 * kills_wanted
         assert within, f"{runs} runs, {kills} kills"
-        proc = ws.popen("apply", "--auto-approve", "moves", "--state", url, **pg.env())
-        time.sleep(rng.uniform(0.3, 1.2))
+        before = submitted()
+        # one move at a time, killed once it has submitted one more (plus a jitter): every kill lands mid-batch
+        # --lock-timeout: the killed run's lock goes when PostgreSQL notices its connection closed
+        proc = ws.popen("apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "10", "moves",
+                        "--state", url, **pg.env())
+        until = time.monotonic() + 30
+        while proc.poll() is None and submitted() <= before and time.monotonic() < until:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.003))
         if proc.poll() is None:
             proc.kill()
             kills += 1
