@@ -7,6 +7,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 _SECRET_KEYS = ("password", "passwd", "pwd", "token", "secret", "key", "sslpassword", "auth")
 
 
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1 (with or without brackets): the only hosts a token may reach over plain
+    http, and the only ones a server may listen on without TLS."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def scheme_of(url: str) -> str:
     head, sep, _ = url.partition("://")
     return head.lower() if sep and head else ""

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import json
 import random
 import signal
@@ -38,6 +37,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
+
+from reconciler.urls import is_loopback
 
 KINDS = ("reset", "lost", "503", "502-after", "duplicate", "delay")
 MAX_HEAD = 64 * 1024
@@ -215,13 +216,6 @@ async def respond(writer: asyncio.StreamWriter, status: int, headers: list[tuple
     await writer.drain()
 
 
-def loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -239,7 +233,7 @@ async def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown fault kinds {unknown}" if unknown else "--rate must be within [0, 1]")
     up = urlsplit(args.upstream)
     host, _, port = args.listen.rpartition(":")
-    if up.scheme != "http" or not up.hostname or not loopback(up.hostname) or not loopback(host):
+    if up.scheme != "http" or not up.hostname or not is_loopback(up.hostname) or not is_loopback(host):
         ap.error("the proxy forwards from loopback to a plain-http loopback upstream only")
     proxy = Proxy(args.upstream.rstrip("/"), random.Random(args.seed), args.rate, kinds, args.max_delay)
     stop = asyncio.Event()

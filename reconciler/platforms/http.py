@@ -21,7 +21,7 @@ import stamina
 from reconciler import __version__
 from reconciler.errors import ConfigError, PlatformError, RequestConflict
 from reconciler.model import Customer, MoveOrder, PropertyDef, Request, Service, User
-from reconciler.urls import redact
+from reconciler.urls import is_loopback, redact
 
 TOKEN_ENV = "RECONCILE_TOKEN"
 CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 120.0  # seconds; an export of a large platform takes a while
@@ -44,15 +44,6 @@ class _Retry(Exception):
         self.response = response
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -12,7 +12,6 @@ import base64
 import binascii
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.errors import ConfigError, PlatformError
 from reconciler.model import ID_RE, MoveOrder, canonical_json, conceal_customer, conceal_user, secrets_of
 from reconciler.platforms.sqlite import SqlitePlatform
+from reconciler.urls import is_loopback
 
 if TYPE_CHECKING:  # the server extra is optional: imported when serving only
     from starlette.requests import Request as HttpRequest
@@ -529,13 +529,6 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_token(env: str, file: str | None, option: str) -> str | None:

@@ -10,7 +10,6 @@ methods against it instead.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,17 +18,11 @@ from reconciler.errors import ConfigError, PlatformError
 from reconciler.model import Customer, MoveOrder, Request, Service, User
 from reconciler.platforms import open_platform
 from reconciler.platforms.base import Exportable, Platform
+from reconciler.urls import is_loopback
 
 SCHEME = "acmepanel"
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def api_url(url: str) -> str:
@@ -37,7 +30,7 @@ def api_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme != SCHEME or not parts.hostname:
         raise ConfigError(f"not an ACME panel URL: {url!r}", hint="use acmepanel://HOST[:PORT][/PATH]")
-    scheme = "http" if _loopback(parts.hostname) else "https"
+    scheme = "http" if is_loopback(parts.hostname) else "https"
     return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
 
 
