@@ -239,11 +239,24 @@ def secrets_of(catalog: Mapping[str, Service]) -> dict[str, set[str]]:
     return {s: {n for n, p in svc.properties.items() if p.sensitive} for s, svc in catalog.items()}
 
 
+_CONCEALED: dict[tuple[type, Any], str] = {}  # a plan conceals the same few values for thousands of users
+_CONCEALED_MAX = 4096
+
+
 def conceal(value: Any) -> Any:
     """A sensitive value's stand-in; idempotent, and None (no value) stays None."""
     if value is None or (isinstance(value, str) and value.startswith(SECRET_PREFIX) and value.endswith(")")):
         return value
-    return f"{SECRET_PREFIX}{sha256_of(value)})"
+    kind = type(value)
+    if kind is not str and kind is not int and kind is not bool:  # floats: -0.0 == 0.0, but not as JSON
+        return f"{SECRET_PREFIX}{sha256_of(value)})"
+    key = (kind, value)
+    out = _CONCEALED.get(key)
+    if out is None:
+        out = f"{SECRET_PREFIX}{sha256_of(value)})"
+        if len(_CONCEALED) < _CONCEALED_MAX:
+            _CONCEALED[key] = out
+    return out
 
 
 def concealed(props: Props, names: set[str] | frozenset[str]) -> Props:

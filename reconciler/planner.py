@@ -21,7 +21,8 @@ from reconciler.model import (
     Request,
     Service,
     User,
-    concealed,
+    UserService,
+    conceal,
     customer_fingerprint,
     effective,
     secrets_of,
@@ -235,8 +236,7 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
     for svc, r in res.items():
         new = r.new_subscription()
         names = secret.get(svc, set())
-        # Compared through their concealed form: the read-only token of a platform sees no sensitive value
-        overrides = _changed(concealed(r.current.overrides, names), concealed(new.overrides, names), names)
+        overrides = _changed(r.current.overrides, new.overrides, names)
         needed = needed or (new.plan, new.sal) != (r.current.plan, r.current.sal) or bool(overrides)
         services.append({
             "service": svc,
@@ -245,31 +245,36 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
             "customer_properties": overrides,
         })
     user_changes: list[dict[str, Any]] = []
-    # Most users carry no overrides of their own: their change depends only on (service, SAL), so it is
-    # computed once per pair. A 50,000-user customer then costs a few dict lookups per user.
-    common: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
+    # A user's change of a service depends only on its SAL and its own overrides: without overrides it is
+    # computed once per (service, SAL), with them once per UserService object (a platform read shares one
+    # among users holding the same; `users` keeps them all alive, so an id is never reused meanwhile). The
+    # same entry (read-only from here on) serves every such user: a 50,000-user customer costs a dict lookup
+    # per user service.
+    common: dict[tuple[str, str | int], dict[str, Any] | None] = {}
+
+    def entry(svc: str, sr: ServiceResolution, us: UserService) -> dict[str, Any] | None:
+        nonlocal needed
+        to_sal = sr.target(us.sal)
+        src = src_offers.get(svc)
+        names = secret.get(svc, set())
+        props = _changed(effective(src.sals.get(us.sal) if src else None, sr.current.overrides, us.overrides),
+                         effective(dst_offers[svc].sals.get(to_sal), sr.new_overrides, us.overrides), names)
+        if not props and to_sal == us.sal:
+            return None
+        needed = needed or to_sal != us.sal
+        return {"service": svc, "sal": {"from": us.sal, "to": to_sal}, "properties": props}
+
     for u in users:
         entries = []
         for svc, us in u.services.items():
-            sr = res.get(svc)
-            if sr is None:  # a service the customer does not subscribe to: left as it is
-                continue
-            hit = common.get((svc, us.sal)) if not us.overrides else None
-            if hit is None:
-                to_sal = sr.target(us.sal)
-                src = src_offers.get(svc)
-                names = secret.get(svc, set())
-                before = concealed(effective(src.sals.get(us.sal) if src else None, sr.current.overrides,
-                                             us.overrides), names)
-                after = concealed(effective(dst_offers[svc].sals.get(to_sal), sr.new_overrides, us.overrides), names)
-                props = _changed(before, after, names) if not _same(before, after) else {}
-                hit = (to_sal, props if (props or to_sal != us.sal) else None)
-                if not us.overrides:
-                    common[(svc, us.sal)] = hit
-            to_sal, props_ = hit
-            if props_ is not None:
-                needed = needed or to_sal != us.sal
-                entries.append({"service": svc, "sal": {"from": us.sal, "to": to_sal}, "properties": dict(props_)})
+            key = (svc, id(us) if us.overrides else us.sal)
+            if key in common:
+                e = common[key]
+            else:  # None for a service the customer does not subscribe to: left as it is
+                sr = res.get(svc)
+                e = common[key] = entry(svc, sr, us) if sr is not None else None
+            if e is not None:
+                entries.append(e)
         if entries:
             user_changes.append({"user": u.id, "services": entries})
     user_changes.sort(key=lambda x: str(x["user"]))
@@ -279,17 +284,19 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
     return Change(services, user_changes, order, holders, needed)
 
 
-def _same(before: Props, after: Props) -> bool:
-    """Equal as JSON: 2 and 2.0 differ (an integer property is not a number one), as in _changed."""
-    return before == after and all(type(v) is type(after[k]) for k, v in before.items())
-
-
-def _changed(before: Props, after: Props, secret: set[str]) -> dict[str, Any]:
+def _changed(before: Props, after: Props, secret: set[str] | frozenset[str]) -> dict[str, Any]:
+    """The properties that differ, as JSON does: 2 and 2.0 differ (an integer property is not a number one).
+    A sensitive value is compared through its concealed form (the read-only token of a platform sees only
+    that) and shown as SENSITIVE. Equal raw values are equal concealed, so only a difference is concealed."""
+    if before == after and all(type(v) is type(after[k]) for k, v in before.items()):
+        return {}
     out: dict[str, Any] = {}
     for k in sorted(before.keys() | after.keys()):
         a, b = before.get(k), after.get(k)
         if a != b or type(a) is not type(b):
             if k in secret:
+                if conceal(a) == conceal(b):
+                    continue
                 a, b = (None if a is None else SENSITIVE), (None if b is None else SENSITIVE)
             out[k] = {"from": a, "to": b}
     return out

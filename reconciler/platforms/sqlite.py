@@ -235,17 +235,25 @@ class SqlitePlatform:
 
     @_guarded
     def users(self, customers: Collection[str]) -> dict[str, list[User]]:
+        # Two plain index reads, no join: the users in order, then their services in (customer, service) order,
+        # so each user's services come in name order. Users holding the same (service, SAL, overrides) share
+        # one UserService: read-only, like everything a read returns (and the planner's diff computes the
+        # change of each shared one once).
         out: dict[str, list[User]] = {c: [] for c in customers}
-        current: User | None = None
-        for cid, uid, hold, svc, sal, ov in self._rows(
-                "SELECT u.customer, u.id, u.hold, s.service, s.sal, s.overrides FROM users u "
-                "LEFT JOIN user_services s ON s.user = u.id WHERE u.customer IN ({marks}) "
-                "ORDER BY u.customer, u.ord, s.service", customers):
-            if current is None or current.id != uid:
-                current = User(uid, {}, hold)
-                out[cid].append(current)
-            if svc is not None:
-                current.services[svc] = UserService(sal, _loads(ov))
+        by_id: dict[str, User] = {}
+        for cid, uid, hold in self._rows(
+                "SELECT customer, id, hold FROM users WHERE customer IN ({marks}) ORDER BY customer, ord", customers):
+            out[cid].append(user := User(uid, {}, hold))
+            by_id[uid] = user
+        shared: dict[tuple[str, str, str], UserService] = {}
+        for uid, svc, sal, ov in self._rows(
+                "SELECT user, service, sal, overrides FROM user_services WHERE customer IN ({marks}) "
+                "ORDER BY customer, service", customers):
+            us = shared.get((svc, sal, ov))
+            if us is None:
+                us = shared[(svc, sal, ov)] = UserService(sal, _loads(ov))
+            if (user := by_id.get(uid)) is not None:
+                user.services[svc] = us
         return out
 
     @_guarded
@@ -281,10 +289,14 @@ class SqlitePlatform:
     @_guarded
     def usage(self, resellers: Collection[str]) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {r: {} for r in resellers}
+        # Counted per customer and service on the (customer, service) index, then summed: a join grouped
+        # by (parent, service) sorts every user service row of the resellers (5x slower at 250,000 users).
         for parent, svc, n in self._rows(
-                "SELECT c.parent, s.service, COUNT(*) FROM customers c JOIN user_services s ON s.customer = c.id "
-                "WHERE c.parent IN ({marks}) GROUP BY c.parent, s.service", resellers):
-            out[parent][svc] = n
+                "SELECT c.parent, v.id, SUM((SELECT COUNT(*) FROM user_services s WHERE s.customer = c.id "
+                "AND s.service = v.id)) FROM customers c, services v WHERE c.parent IN ({marks}) "
+                "GROUP BY c.parent, v.id", resellers):
+            if n:
+                out[parent][svc] = n
         return out
 
     @_guarded
