@@ -20,6 +20,12 @@ services, on a mix of SALs, some with user-level overrides; some customers have 
 overrides (one a sensitive journalPassword). Every manifest is valid: it moves a customer to another
 reseller of its own location and maps exactly the SALs in use, sometimes setting or removing a
 customer-level property. The whale sits under eu-r01 and moves to eu-r02 by its own manifest.
+
+Two shapes (--shape), so that a speed-up is not tuned to one fixture:
+  default  50 users per customer (--users-per), mostly `standard` SALs, one user in ~8 with overrides.
+  varied   customers of 10 to 100 users (--users-per is their mean), SALs spread evenly over every level,
+           one user in 2 with overrides of their own (a third of those a sensitive journalPassword), and
+           users holding only one of the two services.
 """
 
 from __future__ import annotations
@@ -109,8 +115,11 @@ class Params:
     moves: int = 1000
     whale: int = 50_000
     resellers: int = 8  # per location
+    shape: str = "default"  # or "varied" (SHAPES)
 
     def check(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"--shape must be one of {', '.join(SHAPES)}")
         if self.customers < 1 or self.users_per < 1 or self.whale < 0 or self.moves < 0:
             raise ValueError("--customers and --users-per must be >= 1, --moves and --whale >= 0")
         if self.moves > self.customers:
@@ -138,16 +147,35 @@ def home_of(p: Params, i: int) -> Reseller:
     return resellers(p)[i % len(LOCATIONS)][(i // len(LOCATIONS)) % p.resellers]
 
 
-def _user_levels(k: int) -> tuple[str, str]:
+SHAPES = ("default", "varied")
+VARIED_SIZES = (0.2, 0.4, 1.0, 2.0, 0.6, 1.8)  # customer i of the varied shape: users_per x VARIED_SIZES[i % 6]
+
+
+def users_of(p: Params, i: int) -> int:
+    """Users of the i-th customer."""
+    return p.users_per if p.shape == "default" else max(1, round(p.users_per * VARIED_SIZES[i % len(VARIED_SIZES)]))
+
+
+def _user_levels(k: int, shape: str = "default") -> tuple[str, str]:
     """(hosted-exchange level, sharepoint level) of the k-th user of a customer."""
+    if shape == "varied":
+        return EXCHANGE_LEVELS[(k + k // 3) % 3], SHAREPOINT_LEVELS[(k // 2) % 2]
     ex = "premium" if k % 7 == 3 else "basic" if k % 13 == 5 else "standard"
     sp = "business" if k % 4 == 1 else "standard"
     return ex, sp
 
 
-def _user_overrides(k: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _user_overrides(k: int, shape: str = "default") -> tuple[dict[str, Any], dict[str, Any]]:
     ex: dict[str, Any] = {}
     sp: dict[str, Any] = {}
+    if shape == "varied":
+        if k % 2 == 1:
+            ex["mailboxQuotaMB"] = 1024 * (1 + k % 16)
+            if k % 3 == 0:
+                ex["journalPassword"] = f"user-secret-{k % 40}"  # made up: sensitive values at the user level
+        if k % 5 == 2:
+            sp["storageMB"] = 2048 * (1 + k % 7)
+        return ex, sp
     if k % 11 == 4:
         ex["mailboxQuotaMB"] = 8192
     if k % 17 == 6:
@@ -157,11 +185,11 @@ def _user_overrides(k: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return ex, sp
 
 
-def levels_in_use(n_users: int) -> tuple[set[str], set[str]]:
+def levels_in_use(n_users: int, shape: str = "default") -> tuple[set[str], set[str]]:
     """SAL levels in use by a customer of n users (the default, `standard`, included)."""
     ex, sp = {"standard"}, {"standard"}
-    for k in range(min(n_users, 7 * 13 * 4)):  # the pattern repeats every lcm(7, 13, 4) users
-        a, b = _user_levels(k)
+    for k in range(min(n_users, 7 * 13 * 4)):  # the patterns repeat within lcm(7, 13, 4) users
+        a, b = _user_levels(k, shape)
         ex.add(a)
         sp.add(b)
     return ex, sp
@@ -180,16 +208,17 @@ def _customer_overrides(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _customer(cid: str, name: str, home: Reseller, n_users: int, ex_tier: str, sp_tier: str,
-              overrides: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+              overrides: tuple[dict[str, Any], dict[str, Any]], shape: str = "default") -> dict[str, Any]:
     width = _width(n_users, 3)
     users = []
     for k in range(n_users):
-        ex, sp = _user_levels(k)
-        ex_ov, sp_ov = _user_overrides(k)
-        users.append({"id": f"u{k:0{width}d}@{cid}.example", "services": {
-            "hosted-exchange": {"sal": home.sal("hosted-exchange", ex), "overrides": ex_ov},
-            "sharepoint": {"sal": home.sal("sharepoint", sp), "overrides": sp_ov},
-        }})
+        ex, sp = _user_levels(k, shape)
+        ex_ov, sp_ov = _user_overrides(k, shape)
+        services = {"hosted-exchange": {"sal": home.sal("hosted-exchange", ex), "overrides": ex_ov},
+                    "sharepoint": {"sal": home.sal("sharepoint", sp), "overrides": sp_ov}}
+        if shape == "varied" and k % 9 == 8:  # a mailbox without SharePoint
+            del services["sharepoint"]
+        users.append({"id": f"u{k:0{width}d}@{cid}.example", "services": services})
     return {
         "id": cid, "name": name, "location": home.location, "parent": home.id,
         "services": {
@@ -205,11 +234,12 @@ def _customer(cid: str, name: str, home: Reseller, n_users: int, ex_tier: str, s
 def customers(p: Params) -> Iterator[dict[str, Any]]:
     """Every non-reseller customer, the whale last."""
     for i in range(p.customers):
-        yield _customer(customer_id(p, i), f"Customer {i}", home_of(p, i), p.users_per,
-                        "pro" if i % 3 == 0 else "basic", "pro" if i % 5 == 0 else "basic", _customer_overrides(i))
+        yield _customer(customer_id(p, i), f"Customer {i}", home_of(p, i), users_of(p, i),
+                        "pro" if i % 3 == 0 else "basic", "pro" if i % 5 == 0 else "basic", _customer_overrides(i),
+                        p.shape)
     if p.whale:
         yield _customer(WHALE_ID, "Whale Corporation", whale_home(p), p.whale, "pro", "pro",
-                        ({"archive": True}, {"externalSharing": True}))
+                        ({"archive": True}, {"externalSharing": True}), p.shape)
 
 
 def whale_home(p: Params) -> Reseller:
@@ -253,6 +283,7 @@ class MoveSpec:
     properties: dict[str, Any]
     ticket: str
     description: str
+    shape: str = "default"
 
 
 def stride(p: Params) -> int:
@@ -278,14 +309,15 @@ def batch(p: Params) -> Iterator[MoveSpec]:
         if k % 9 == 0 and "archive" in _customer_overrides(i)[0]:
             props["archive"] = None  # removes the customer's override
         yield MoveSpec(f"{cid}-to-{dest.id}", cid, src, dest, "pro" if i % 3 == 0 else "basic",
-                       "pro" if i % 5 == 0 else "basic", p.users_per, props, f"CHG-{k + 1:05d}",
-                       f"Customer {i} moves from {src.id} to {dest.id} (benchmark batch)")
+                       "pro" if i % 5 == 0 else "basic", users_of(p, i), props, f"CHG-{k + 1:05d}",
+                       f"Customer {i} moves from {src.id} to {dest.id} (benchmark batch)", p.shape)
 
 
 def whale_move(p: Params) -> MoveSpec:
     src, dest = whale_home(p), whale_destination(p)
     return MoveSpec(f"{WHALE_ID}-to-{dest.id}", WHALE_ID, src, dest, "pro", "pro", p.whale,
-                    {"mailboxQuotaMB": 20480}, "CHG-WHALE", f"Whale Corporation moves from {src.id} to {dest.id}")
+                    {"mailboxQuotaMB": 20480}, "CHG-WHALE", f"Whale Corporation moves from {src.id} to {dest.id}",
+                    p.shape)
 
 
 def _scalar(v: Any) -> str:
@@ -303,7 +335,7 @@ def manifest(m: MoveSpec) -> str:
         f"  ticket: {m.ticket}", f"  description: {m.description}", "spec:", f"  customer: {m.customer}",
         f"  toReseller: {m.dest.id}", f"  location: {m.dest.location}",
     ]
-    ex_in_use, sp_in_use = levels_in_use(m.n_users)
+    ex_in_use, sp_in_use = levels_in_use(m.n_users, m.shape)
     services: list[str] = []
     for svc, tier, levels, all_levels in (("hosted-exchange", m.ex_tier, ex_in_use, EXCHANGE_LEVELS),
                                           ("sharepoint", m.sp_tier, sp_in_use, SHAREPOINT_LEVELS)):
@@ -349,7 +381,7 @@ def generate(out: Path, p: Params) -> dict[str, Any]:
         (out / rel).write_text(manifest(m), encoding="utf-8")
         whale = {"file": rel, "name": m.name, "customer": m.customer, "to": m.dest.id, "users": m.n_users}
     desc = {"params": {"customers": p.customers, "users_per": p.users_per, "moves": p.moves, "whale": p.whale,
-                       "resellers": p.resellers},
+                       "resellers": p.resellers, "shape": p.shape},
             "users": n_users, "customers": p.customers + (1 if p.whale else 0) + len(LOCATIONS) * p.resellers,
             "moves": moves, "whale": whale}
     (out / "fixture.json").write_text(json.dumps(desc, indent=1) + "\n", encoding="utf-8")
@@ -365,8 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whale", type=int, default=Params.whale, help="users of the whale customer, 0 for none "
                                                                       "(default 50000)")
     ap.add_argument("--resellers", type=int, default=Params.resellers, help="resellers per location (default 8)")
+    ap.add_argument("--shape", choices=SHAPES, default=Params.shape,
+                    help="default: 50 users each, mostly one SAL; varied: 10-100 users, every SAL, many overrides")
     a = ap.parse_args(argv)
-    p = Params(a.customers, a.users_per, a.moves, a.whale, a.resellers)
+    p = Params(a.customers, a.users_per, a.moves, a.whale, a.resellers, a.shape)
     try:
         desc = generate(a.out, p)
     except (ValueError, FileExistsError) as e:

@@ -105,24 +105,27 @@ def fingerprint(snap: Snapshot, reads: _Reads) -> str:
 
 def _users_key(users: Sequence[User], secret: Mapping[str, set[str]]) -> bytes:
     """The users of one customer as bytes for the fingerprint: cheap (a plan reads 50,000 of them) and the same
-    whichever provider or token read them (services in name order, overrides sorted, sensitive values concealed)."""
+    whichever provider or token read them (services in name order, overrides sorted, sensitive values concealed).
+    A UserService shared by many users (a platform read shares them) is put in form once: the users are alive
+    throughout, so an id stands for one object."""
     out: list[Any] = []
-    add = out.append
+    add, extend = out.append, out.extend
+    seen: dict[int, tuple[str, str, Any]] = {}
     for u in users:
         add(u.id)
         add(u.hold)
         for svc in sorted(u.services) if len(u.services) > 1 else u.services:
             x = u.services[svc]
-            add(svc)
-            add(x.sal)
-            ov = x.overrides
-            if ov:
-                names = secret.get(svc)
-                if names and not names.isdisjoint(ov):
-                    ov = concealed(ov, names)
-                add(sorted(ov.items()) if len(ov) > 1 else ov)
-            else:
-                add(None)
+            part = seen.get(id(x))
+            if part is None or part[0] != svc:
+                ov: Any = x.overrides
+                if ov:
+                    names = secret.get(svc)
+                    if names and not names.isdisjoint(ov):
+                        ov = concealed(ov, names)
+                    ov = sorted(ov.items()) if len(ov) > 1 else ov
+                part = seen[id(x)] = (svc, x.sal, ov or None)
+            extend(part)  # svc, sal, overrides: the same bytes as ever, so saved plans stay comparable
         add(0)  # end of the user
     return repr(out).encode()
 

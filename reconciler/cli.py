@@ -190,9 +190,6 @@ def plan(paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: b
     count: they are not moves, so no pattern leaves them out.
     """
     from reconciler import app, config
-    from reconciler.render import json as json_out
-    from reconciler.render import markdown as md_out
-    from reconciler.render import text as text_out
 
     limit = _show_users(show_users)
     settings = config.resolve(platform_url, state_path)
@@ -204,11 +201,17 @@ def plan(paths: tuple[str, ...], fmt: str, out: str | None, detailed_exitcode: b
         app.require_moves(result, allow_empty)
     if out:
         app.write_plan_file(result, out)
-    if fmt == "json":
+    if fmt == "json":  # each renderer imported only when used: rich is no small import
+        from reconciler.render import json as json_out
+
         json_out.write_plan(result, sys.stdout)
     elif fmt == "markdown":
+        from reconciler.render import markdown as md_out
+
         click.echo(md_out.plan(result))
     else:
+        from reconciler.render import text as text_out
+
         text_out.plan(_console(), result, limit)
         if out:
             click.echo(f"\nSaved the plan to {out}; apply exactly it with `reconcile apply --plan {out}`.")

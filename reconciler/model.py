@@ -284,16 +284,29 @@ def conceal_user(doc: dict[str, Any], secret: Secrets) -> dict[str, Any]:
     return doc
 
 
-def customer_fingerprint(customer: Customer, parent: Customer | None, secret: Secrets | None = None) -> str:
+def customer_fingerprint(customer: Customer, parent: Customer | None, secret: Secrets | None = None,
+                         offered_cache: dict[tuple[str, tuple[str, ...]], str] | None = None) -> str:
     """What a recorded move is compared with to tell drift: the customer (parent, location, plans, SALs,
     overrides) and what its parent offers it, as read from the platform (never a digest the platform keeps);
-    sensitive values concealed, so that both tokens of a platform give the same fingerprint."""
-    offers = (parent.offerings or {}) if parent is not None else {}
-    secret = secret or {}
-    offered = {}
-    for s in sorted(customer.subscriptions):
-        if s in offers:
-            o = offers[s].to_json()
-            o["sals"] = {k: concealed(v, secret.get(s, set())) for k, v in o["sals"].items()}
-            offered[s] = o
-    return sha256_of({"customer": conceal_customer(customer.to_json(), secret), "offered": offered})
+    sensitive values concealed, so that both tokens of a platform give the same fingerprint.
+
+    The sha256 of the canonical JSON of {"customer": ..., "offered": ...}; `offered_cache` keeps the canonical
+    JSON of what a parent offers for a set of services (the same for all its customers), keyed by the parent's
+    id: give one per snapshot of the platform."""
+    services = tuple(sorted(customer.subscriptions))
+    key = (parent.id if parent is not None else "", services)
+    offered_json = offered_cache.get(key) if offered_cache is not None else None
+    if offered_json is None:
+        offers = (parent.offerings or {}) if parent is not None else {}
+        secret = secret or {}
+        offered = {}
+        for s in services:
+            if s in offers:
+                o = offers[s].to_json()
+                o["sals"] = {k: concealed(v, secret.get(s, set())) for k, v in o["sals"].items()}
+                offered[s] = o
+        offered_json = canonical_json(offered)
+        if offered_cache is not None:
+            offered_cache[key] = offered_json
+    text = f'{{"customer":{canonical_json(conceal_customer(customer.to_json(), secret or {}))},"offered":{offered_json}}}'
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -44,6 +44,7 @@ class Snapshot:
     requests: Mapping[str, list[Request]]  # customer -> its requests on the platform, in submission order
     _fingerprints: dict[str, tuple[Customer, str]] = field(default_factory=dict, repr=False, compare=False)
     _secret: dict[str, set[str]] | None = field(default=None, repr=False, compare=False)
+    _offered: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict, repr=False, compare=False)
 
     def pending(self, customer: str) -> list[str]:
         return [r.id for r in self.requests.get(customer, ()) if r.status in PENDING]
@@ -56,7 +57,7 @@ class Snapshot:
         parent = self.customers.get(customer.parent) if customer.parent else None
         if self._secret is None:
             self._secret = secrets_of(self.catalog)
-        fp = customer_fingerprint(customer, parent, self._secret)
+        fp = customer_fingerprint(customer, parent, self._secret, self._offered)
         self._fingerprints[customer.id] = (customer, fp)
         return fp
 
@@ -171,10 +172,15 @@ class View:
     def customer(self, cid: str) -> Customer | None:
         return self.changed.get(cid) or self.snap.customers.get(cid)
 
-    def users(self, cid: str) -> Iterator[User]:
+    def users(self, cid: str) -> Iterable[User]:
         maps = self.sal_maps.get(cid)
+        if not maps:  # the customer as read: no copy
+            return self.snap.users(cid)
+        return self._mapped(cid, maps)
+
+    def _mapped(self, cid: str, maps: list[dict[str, dict[str, str]]]) -> Iterator[User]:
         for u in self.snap.users(cid):
-            for m in maps or ():
+            for m in maps:
                 u = replace(u, services={s: replace(us, sal=m.get(s, {}).get(us.sal, us.sal))
                                          for s, us in u.services.items()})
             yield u

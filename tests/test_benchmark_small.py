@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: `
 from benchmarks import run as bench  # noqa: E402
 
 SMALL = bench.Config(customers=40, users_per=50, moves=20, whale=2000, applied=100, pending=10,
-                     async_moves=16, async_seconds=0.3, async_parallelism=8, startup_runs=2)
+                     async_moves=16, async_seconds=0.3, async_parallelism=8, startup_runs=2, runs=1)
 
 # Wall seconds on the reference machine (2 cores, AMD EPYC, Python 3.11.7), the median of 3 runs of SMALL,
 # measured at commit 54022eb (load average about 2). Most of each is the interpreter start and imports
@@ -125,12 +125,21 @@ def test_ratios_are_against_the_floor_measured_in_the_same_run(report: bench.Rep
     rows = {r.step: r for r in report.rows}
     batch = rows[s["plan_batch"].label]
     assert batch.ratio == f"{s['plan_batch'].wall_s / s['floor_batch'].wall_s:.2f}× floor"
-    assert batch.target == "≤ 3× floor and ≤ 5 s"
-    assert batch.ok is (s["plan_batch"].wall_s <= 3 * s["floor_batch"].wall_s and s["plan_batch"].wall_s <= 5)
+    assert batch.target == "≤ 2× floor and ≤ 5 s"
+    assert batch.ok is (s["plan_batch"].wall_s <= 2 * s["floor_batch"].wall_s and s["plan_batch"].wall_s <= 5)
     replan = rows[s["replan"].label]
     assert replan.ratio == f"{s['replan'].wall_s / s['floor_batch'].wall_s:.2f}× floor"
     whale = rows[s["plan_whale"].label]
     assert whale.ratio == f"{s['plan_whale'].wall_s / s['floor_whale'].wall_s:.2f}× floor"
+
+
+def test_a_step_run_again_keeps_its_fastest_run(tmp_path: Path) -> None:
+    b = bench.Bench(SMALL, tmp_path, progress=lambda _msg: None)
+    slow = b.run("x", "x", [sys.executable, "-c", "import time; time.sleep(0.4)"])
+    fast = b.run("x", "x", [sys.executable, "-c", "pass"])
+    assert fast.wall_s < slow.wall_s and b.report.steps["x"] is fast
+    again = b.run("x", "x", [sys.executable, "-c", "import time; time.sleep(0.4)"])
+    assert again is fast and b.report.steps["x"] is fast
 
 
 def test_measure_reports_the_childs_own_peak_rss(tmp_path: Path) -> None:
@@ -162,3 +171,31 @@ def test_a_wrong_plan_stops_the_benchmark(tmp_path: Path) -> None:
         b.check_plan(step, {"noop": 2})
     with pytest.raises(bench.BenchmarkError, match=r"^plan: exit 1, expected 0"):
         b.run("plan", "plan", b.rc("plan", str(tmp_path / "missing"), "--platform", url))
+
+
+def test_the_varied_shape_is_another_mix_and_plans_cleanly(tmp_path: Path) -> None:
+    """The second fixture of issue 14: customers of many sizes, every SAL, users with their own overrides
+    (sensitive ones too) and users without one of the services; every move valid, no warning."""
+    fixture = tmp_path / "fx"
+    from benchmarks.generate import Params, generate
+
+    desc = generate(fixture, Params(customers=12, users_per=20, moves=6, whale=300, shape="varied"))
+    seed = json.loads((fixture / "platform.json").read_text(encoding="utf-8"))
+    customers = [c for c in seed["customers"] if c.get("users")]
+    users = [u for c in customers for u in c["users"]]
+    assert {len(c["users"]) for c in customers} == {4, 8, 12, 20, 36, 40, 300}
+    assert {u["services"]["hosted-exchange"]["sal"].rsplit("-", 1)[-1] for u in users} == {"basic", "standard",
+                                                                                           "premium"}
+    assert sum(1 for u in users if "sharepoint" not in u["services"]) == sum(len(c["users"]) // 9 for c in customers)
+    own = [u for u in users if any(s["overrides"] for s in u["services"].values())]
+    assert len(own) > len(users) // 2
+    assert any("journalPassword" in u["services"]["hosted-exchange"]["overrides"] for u in users)
+    b = bench.Bench(SMALL, tmp_path, progress=lambda _msg: None)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    b.run("init", "init", b.rc("platform", "init", "--seed", str(fixture / "platform.json"), "--platform", url))
+    where = ["--platform", url, "--state", str(tmp_path / "s.json")]
+    step = b.run("plan", "plan", b.rc("plan", str(fixture / "moves"), "--format", "json", *where))
+    got = b.check_plan(step, {"moves": 6, "invalid": 0, "errors": 0, "warnings": 0})
+    assert 0 < got["users"] <= sum(m["users"] for m in desc["moves"])  # a user may keep its SAL and properties
+    step = b.run("whale", "whale", b.rc("plan", str(fixture / "whale"), "--format", "json", *where))
+    b.check_plan(step, {"moves": 1, "invalid": 0, "errors": 0, "warnings": 0})

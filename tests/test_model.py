@@ -20,6 +20,8 @@ from reconciler.model import (
     Request,
     Subscription,
     canonical_json,
+    conceal,
+    conceal_customer,
     customer_fingerprint,
     sha256_of,
 )
@@ -173,3 +175,26 @@ def test_customer_fingerprint_covers_the_customer_and_what_its_parent_offers_it(
                                                {"mail": Subscription("p", "s", {"quota": 2})}), parent)
     changed_sal = Customer("r", "R", "eu", None, {"mail": Offering("mail", ("p",), {"s": {"quota": 9}})}, {})
     assert fp != customer_fingerprint(cust, changed_sal)  # an UPDATE of the offering's SAL values shows
+
+
+def test_customer_fingerprint_is_the_digest_of_its_canonical_document_with_or_without_a_cache() -> None:
+    """States record these fingerprints: the formula must never change. The cache of what a parent offers
+    (issue 14) gives the very same digest, and a cached parent never stands for another one."""
+    secret = {"mail": {"pw"}}
+    parent = Customer("r", "R", "eu", None, {"mail": Offering("mail", ("p",), {"s": {"quota": 1, "pw": "x"}})}, {})
+    other = Customer("r2", "R2", "eu", None, {"mail": Offering("mail", ("p",), {"s": {"quota": 5}})}, {})
+    cust = Customer("acme", "Acme", "eu", "r", None, {"mail": Subscription("p", "s", {"pw": "secret"})})
+    offered = {"mail": {**parent.offerings["mail"].to_json(), "sals": {"s": {"quota": 1, "pw": conceal("x")}}}}
+    want = sha256_of({"customer": conceal_customer(cust.to_json(), secret), "offered": offered})
+    cache: dict[Any, str] = {}
+    assert customer_fingerprint(cust, parent, secret) == want
+    assert customer_fingerprint(cust, parent, secret, cache) == want and len(cache) == 1
+    assert customer_fingerprint(cust, parent, secret, cache) == want
+    assert customer_fingerprint(cust, other, secret, cache) == customer_fingerprint(cust, other, secret) != want
+
+
+@pytest.mark.parametrize(("a", "b"), [(1, True), (0, False), (1, 1.0), (0.0, -0.0), ("1", 1), ("", None)])
+def test_conceal_tells_values_json_tells_apart(a: Any, b: Any) -> None:
+    for _ in range(2):  # the second time from the cache
+        assert conceal(a) != conceal(b)
+        assert conceal(a) == f"(sensitive sha256:{sha256_of(a)})" or a is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from reconciler.model import (
     Subscription,
     User,
     UserService,
+    conceal,
 )
 from reconciler.planner import Plan, Snapshot
 from reconciler.state import ManifestRef, MoveRecord, MoveStatus, RequestRecord, State
@@ -481,6 +483,50 @@ def test_sensitive_values_never_appear_in_the_plan(load: Any) -> None:
     assert pm.users[0]["services"][0]["properties"]["journalPassword"] == {"from": "(sensitive)", "to": "(sensitive)"}
     text = repr(pm.to_json())
     assert "old-Secret-1" not in text and "new-Secret-2" not in text
+
+
+def test_a_concealed_platform_value_equal_to_the_manifests_is_no_change(load: Any) -> None:
+    """A read-only token sees a sensitive value as its digest: the same value in the manifest is no change,
+    another one is (issue 14 compares raw values first and conceals only a difference)."""
+    w = World()
+    w.customers["acme"] = customer("acme", "contoso", "basic", "standard",
+                                   {"journalPassword": conceal("same-Secret-1")})
+    w.users["acme"] = [User("a1@acme", {EX: UserService("standard", {"journalPassword": conceal("user-Secret")})})]
+    same, other = load(manifest_text("acme-same", "acme", "woodgrove",
+                                     f"{EX}:\n  properties:\n    journalPassword: same-Secret-1"),
+                       manifest_text("acme-other", "acme", "woodgrove",
+                                     f"{EX}:\n  properties:\n    journalPassword: other-Secret-2"))
+    pm = run([same], w).moves[0]
+    assert pm.services[0]["customer_properties"] == {}
+    assert pm.users[0]["services"][0]["properties"] == {"activeSync": {"from": True, "to": False}}
+    pm = run([other], w).moves[0]
+    assert pm.services[0]["customer_properties"] == {"journalPassword": {"from": "(sensitive)", "to": "(sensitive)"}}
+
+
+def test_users_sharing_a_user_service_and_users_with_equal_overrides_each_get_their_change(load: Any) -> None:
+    """The diff computes a change once per (service, SAL) for users without overrides, once per UserService
+    object for the others (a platform read shares them): every user still gets exactly its own change."""
+    w = World(northwind_max=None)
+    shared = UserService("standard", {"mailboxQuotaMB": 512})
+    w.users["acme"] = [
+        User("a1@acme", {EX: shared}), User("a2@acme", {EX: shared}),
+        User("a3@acme", {EX: UserService("standard", {"mailboxQuotaMB": 512})}),  # equal, not the same object
+        User("a4@acme", {EX: UserService("standard", {"mailboxQuotaMB": 1024})}),
+        User("a5@acme", {EX: UserService("standard", {})}), User("a6@acme", {EX: UserService("premium", {})}),
+        User("a7@acme", {EX: UserService("standard", {"mailboxQuotaMB": 2048})}),  # what the SAL gives anyway
+        User("a8@acme", {}),
+    ]
+    (m,) = load(manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW))
+    pm = run([m], w).moves[0]
+    got = {u["user"]: [(e["sal"]["to"], e["properties"]) for e in u["services"]] for u in pm.users}
+    assert got == {
+        "a1@acme": [("nw-standard", {})], "a2@acme": [("nw-standard", {})], "a3@acme": [("nw-standard", {})],
+        "a4@acme": [("nw-standard", {})],
+        "a5@acme": [("nw-standard", {"mailboxQuotaMB": {"from": 2048, "to": 4096}})],
+        "a6@acme": [("premium", {"mailboxQuotaMB": {"from": 10240, "to": 20480}})],
+        "a7@acme": [("nw-standard", {})],
+    }
+    assert pm.to_json()["users"] == json.loads(json.dumps(pm.to_json()["users"]))
 
 
 # -- JSON shape ------------------------------------------------------------------------------------

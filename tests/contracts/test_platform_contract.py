@@ -172,6 +172,8 @@ def test_users_in_one_batch_in_platform_order(platform: Platform) -> None:
     assert carol.services["hosted-exchange"].overrides == {"mailboxQuotaMB": 3000}
     assert dave.hold == "mailbox on litigation hold"
     assert platform.users([]) == {}
+    # Each user's services in name order, whatever the provider (the plan lists them in this order)
+    assert all(list(u.services) == sorted(u.services) for us in got.values() for u in us)
 
 
 def test_usage_per_reseller_per_service(platform: Platform) -> None:
