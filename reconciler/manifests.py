@@ -223,9 +223,15 @@ def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[bytes | None, 
         # Opened without blocking, then checked: a FIFO or a device would block or never end.
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 return None, [error("yaml", "not a regular file").at(file, None, None)]
-            raw = fh.read(limit + 1)
+            # Asked for its size plus one (asking for the limit allocates a MiB per file), and on to the
+            # limit plus one if it grew meanwhile: never more than that is read.
+            want = min(st.st_size, limit) + 1
+            raw = fh.read(want)
+            if len(raw) == want and want <= limit:
+                raw += fh.read(limit + 1 - want)
     except OSError as e:
         return None, [error("yaml", f"cannot read: {e.strerror or e}").at(file, None, None)]
     if len(raw) > limit:

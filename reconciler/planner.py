@@ -6,6 +6,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any, Literal
 
 from reconciler import rules
@@ -256,7 +257,7 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
     # among users holding the same; `users` keeps them all alive, so an id is never reused meanwhile). The
     # same entry (read-only from here on) serves every such user: a 50,000-user customer costs a dict lookup
     # per user service.
-    common: dict[tuple[str, str | int], dict[str, Any] | None] = {}
+    common: dict[str, dict[str | int, dict[str, Any] | None]] = {}  # service -> SAL or id(UserService) -> entry
 
     def entry(svc: str, sr: ServiceResolution, us: UserService) -> dict[str, Any] | None:
         nonlocal needed
@@ -270,20 +271,24 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
         needed = needed or to_sal != us.sal
         return {"service": svc, "sal": {"from": us.sal, "to": to_sal}, "properties": props}
 
+    add = user_changes.append
     for u in users:
         entries = []
         for svc, us in u.services.items():
-            key = (svc, id(us) if us.overrides else us.sal)
-            if key in common:
-                e = common[key]
+            known = common.get(svc)
+            if known is None:
+                known = common[svc] = {}
+            key = id(us) if us.overrides else us.sal  # an int and a str never clash
+            if key in known:
+                e = known[key]
             else:  # None for a service the customer does not subscribe to: left as it is
                 sr = res.get(svc)
-                e = common[key] = entry(svc, sr, us) if sr is not None else None
+                e = known[key] = entry(svc, sr, us) if sr is not None else None
             if e is not None:
                 entries.append(e)
         if entries:
-            user_changes.append({"user": u.id, "services": entries})
-    user_changes.sort(key=lambda x: str(x["user"]))
+            add({"user": u.id, "services": entries})
+    user_changes.sort(key=itemgetter("user"))  # user ids are strings (model.User)
     order = MoveOrder(customer=cust.id, to_reseller=dest.id,
                       subscriptions={svc: r.new_subscription() for svc, r in res.items()},
                       sal_map={svc: r.sal_map for svc, r in res.items()})

@@ -52,6 +52,8 @@ class _Problem(Exception):
 # libyaml's parser where PyYAML was built with it (fast, and not recursive); PyYAML's own otherwise.
 _EventSource: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 _RESOLVER = yaml.resolver.Resolver()
+# The first characters of the resolver's implicit types (None: it has one for any first character).
+_TYPED_FIRST = None if None in _RESOLVER.yaml_implicit_resolvers else frozenset(_RESOLVER.yaml_implicit_resolvers)
 _CONSTRUCT = yaml.constructor.SafeConstructor()
 _NODE_EVENTS = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent)
 
@@ -87,6 +89,8 @@ def _scalar(ev: Any) -> Any:
     if not ev.implicit[0]:
         return ev.value
     text: str = ev.value
+    if text and _TYPED_FIRST is not None and text[0] not in _TYPED_FIRST:
+        return text  # no implicit type (null, bool, int, float...) starts with this character: text
     tag = _RESOLVER.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     if tag == "tag:yaml.org,2002:null":
         return None
@@ -135,54 +139,70 @@ def _check(ev: Any) -> None:
         raise _Problem(f"tags ({short(tag)}) are not allowed in manifests", ev.start_mark)
 
 
+_SCALAR, _MAP_START, _SEQ_START = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
+_ENDS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
 def _compose(src: Any, doc: Doc, prefix: PathTuple = (), depth: int = 0) -> Any:
     """One document's value from parse events, with an explicit stack: no recursion, bounded depth. (Or one
-    value inside a document: at `prefix`, `depth` containers down.)"""
+    value inside a document: at `prefix`, `depth` containers down.) Hot (a plan parses a thousand files):
+    events are told apart by their exact type, and a plain event needs no call to be checked."""
     stack: list[_Frame] = []
+    marks, key_marks = doc.marks, doc.key_marks
+    get_event = src.get_event
     while True:
-        ev = src.get_event()
-        if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+        ev = get_event()
+        kind = type(ev)
+        if kind in _ENDS:
             done = stack.pop()
             if not stack:
                 return done.container
             continue
-        _check(ev)
+        if kind is _SCALAR:
+            if ev.anchor is not None or (ev.tag is not None and not (ev.tag == "!" and ev.implicit[1])):
+                _check(ev)
+        elif kind is _MAP_START or kind is _SEQ_START:
+            if ev.anchor is not None or ev.tag is not None:
+                _check(ev)
+        else:
+            _check(ev)  # an alias, or an event no document holds: refused with its message
         parent = stack[-1] if stack else None
-        if parent is not None and isinstance(parent.container, dict) and parent.key is None:
-            if not isinstance(ev, yaml.ScalarEvent):
+        in_map = parent is not None and type(parent.container) is dict
+        if in_map and parent.key is None:  # type: ignore[union-attr]
+            if kind is not _SCALAR:
                 raise _Problem("a mapping key must be a plain value", ev.start_mark)
             key = str(_scalar(ev))
-            kp = parent.path + (key,)
-            if key in parent.container or kp in doc.key_marks:
-                first = doc.key_marks[kp]
+            kp = parent.path + (key,)  # type: ignore[union-attr]
+            if key in parent.container or kp in key_marks:  # type: ignore[union-attr]
+                first = key_marks[kp]
                 raise _Problem(f"duplicate key {short(key, KEY_LIMIT)} (first at line {first[0]})",
                                ev.start_mark)
-            doc.key_marks[kp] = _pos(ev.start_mark)
-            parent.key = key
+            mark = ev.start_mark
+            key_marks[kp] = (mark.line + 1, mark.column + 1)
+            parent.key = key  # type: ignore[union-attr]
             continue
         if parent is None:
             path: PathTuple = prefix
-        elif isinstance(parent.container, dict):
-            assert parent.key is not None
-            path = parent.path + (parent.key,)
+        elif in_map:
+            path = parent.path + (parent.key,)  # type: ignore[operator]
         else:
             path = parent.path + (parent.index,)
-        doc.marks[path] = _pos(ev.start_mark)
-        if isinstance(ev, yaml.ScalarEvent):
+        mark = ev.start_mark
+        marks[path] = (mark.line + 1, mark.column + 1)
+        if kind is _SCALAR:
             value: Any = _scalar(ev)
-        elif isinstance(ev, yaml.MappingStartEvent):
+        elif kind is _MAP_START:
             value = {}
         else:
             value = []
         if parent is not None:
-            if isinstance(parent.container, dict):
-                assert parent.key is not None
+            if in_map:
                 parent.container[parent.key] = value
                 parent.key = None
             else:
                 parent.container.append(value)
                 parent.index += 1
-        if isinstance(ev, yaml.ScalarEvent):
+        if kind is _SCALAR:
             if parent is None:
                 return value
             continue
