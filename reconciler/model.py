@@ -308,5 +308,5 @@ def customer_fingerprint(customer: Customer, parent: Customer | None, secret: Se
         offered_json = canonical_json(offered)
         if offered_cache is not None:
             offered_cache[key] = offered_json
-    text = f'{{"customer":{canonical_json(conceal_customer(customer.to_json(), secret or {}))},"offered":{offered_json}}}'
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    customer_json = canonical_json(conceal_customer(customer.to_json(), secret or {}))
+    return hashlib.sha256(f'{{"customer":{customer_json},"offered":{offered_json}}}'.encode()).hexdigest()

@@ -254,8 +254,9 @@ class SqlitePlatform:
             us = shared.get((svc, sal, ov))
             if us is None:
                 us = shared[(svc, sal, ov)] = UserService(sal, _loads(ov))
-            if (user := by_id.get(uid)) is not None:
-                user.services[svc] = us
+            holder = by_id.get(uid)
+            if holder is not None:
+                holder.services[svc] = us
         return out
 
     @_guarded
