@@ -1,7 +1,8 @@
 """Real network peers for tests: the reference server (`reconcile platform serve`) and the fault proxy
 (tests/faultproxy.py), each a subprocess on loopback that announces its address on stdout.
 
-Every wait is bounded and every process is killed on the way out (`with Served(...)`, `with Proxy(...)`).
+Every wait is bounded and every process is stopped on the way out (`with Served(...)`, `with Proxy(...)`,
+or `with serving(...)`, which kills: a test leaving requests of 60 s in flight does not wait for them).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from conftest import RECONCILE_BIN, Ran, Running, generated_seed, manifest, manifest_yaml, subprocess_env
+
+if TYPE_CHECKING:
+    import httpx
 
 TOKEN = "contract-write-token-5e1"
 READ_TOKEN = "contract-read-token-8c2"
@@ -44,7 +49,10 @@ def http_available() -> str | None:
 
 
 class _Process:
-    """A subprocess that prints one `... http://HOST:PORT` line when ready; its output goes to files."""
+    """A subprocess that prints one `... http://HOST:PORT` line when ready; its output goes to files.
+
+    READY matches that whole line, newline included (a line half written is not ready), its address in
+    the group `url`."""
 
     READY: re.Pattern[str]
 
@@ -52,6 +60,7 @@ class _Process:
         self.argv, self.logs, self.env, self.cwd = argv, logs, env, cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.ready_line = ""
         self.starts = 0
         self._out: IO[bytes] | None = None
         self._err: IO[bytes] | None = None
@@ -74,7 +83,7 @@ class _Process:
         while time.monotonic() < deadline:
             m = self.READY.search(self.out_path.read_text("utf-8", "replace"))
             if m:
-                self.url = m.group(1)
+                self.url, self.ready_line = m.group("url"), m.group(0)
                 return self.url
             if self.proc.poll() is not None:
                 break
@@ -99,13 +108,16 @@ class _Process:
             self.proc.wait(timeout=30)
         self._close_logs()
 
-    def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM (graceful), SIGKILL past `timeout`; returns the exit code."""
+    def stderr(self) -> str:
+        return self.err_path.read_text("utf-8", "replace")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """`signum` (SIGTERM: graceful), SIGKILL past `timeout`; returns the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
+                self.proc.send_signal(signum)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -130,15 +142,25 @@ class _Process:
 
 
 class Served(_Process):
-    """`reconcile platform serve --platform URL --listen 127.0.0.1:0 [...]` with a write and a read token."""
+    """`reconcile platform serve --platform URL --listen 127.0.0.1:0 [...]` with a write and a read token
+    (`env` adds to or overrides its environment)."""
 
-    READY = re.compile(r"^serving \S+ at (http://\S+)$", re.M)
+    READY = re.compile(r"^serving \S+ at (?P<url>https?://\S+)\n", re.M)
 
-    def __init__(self, platform_url: str, logs: Path, *extra: str, port: int = 0) -> None:
-        env = subprocess_env(RECONCILE_SERVER_TOKEN=TOKEN, RECONCILE_SERVER_READ_TOKEN=READ_TOKEN)
+    def __init__(self, platform_url: str, logs: Path, *extra: str, port: int = 0, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        environment = subprocess_env(RECONCILE_SERVER_TOKEN=TOKEN, RECONCILE_SERVER_READ_TOKEN=READ_TOKEN)
+        environment.update(env or {})
         super().__init__([str(RECONCILE_BIN), "platform", "serve", "--platform", platform_url,
-                          "--listen", f"127.0.0.1:{port}", *extra], logs, env)
+                          "--listen", f"127.0.0.1:{port}", *extra], logs, environment, cwd)
         self.extra = extra
+
+    def client(self, token: str | None = TOKEN, **kw: Any) -> httpx.Client:
+        """An HTTP client of the served API with `token` (None: no Authorization header)."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10, **kw)
 
     def restart(self) -> str:
         """Start again on the same port (after stop or kill9): clients keep their URL."""
@@ -157,7 +179,7 @@ class Served(_Process):
 class Proxy(_Process):
     """tests/faultproxy.py in front of `upstream`."""
 
-    READY = re.compile(r"^proxy at (http://\S+)$", re.M)
+    READY = re.compile(r"^proxy at (?P<url>http://\S+)\n", re.M)
 
     def __init__(self, upstream: str, logs: Path, *args: str) -> None:
         super().__init__([sys.executable, str(FAULTPROXY), "--upstream", upstream, *args], logs,
@@ -169,6 +191,29 @@ class Proxy(_Process):
 
         counts: dict[str, int] = httpx.get(f"{self.url}/_faults", timeout=10).json()
         return counts
+
+
+@contextlib.contextmanager
+def serving(platform_url: str, workdir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """A served platform started in `workdir` (its logs there too), killed on the way out."""
+    served = Served(platform_url, workdir / f"server-{time.monotonic_ns()}", *args, env=env, cwd=workdir)
+    served.start()
+    try:
+        yield served
+    finally:
+        served.kill9()
+
+
+def until(what: Callable[[], Any], timeout: float = 20, step: float = 0.05) -> Any:
+    """Poll `what` until it returns something truthy, at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = what()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {what}")
+        time.sleep(step)
 
 
 def client_env(url: str, token: str = TOKEN) -> dict[str, str]:

@@ -18,7 +18,7 @@ import pytest
 import stamina
 import yaml
 from conftest import RECONCILE_BIN, SECRETS, init_platform, subprocess_env
-from serving import READ_TOKEN, WRITE_TOKEN, serving
+from peers import READ_TOKEN, TOKEN, serving
 from test_server import ACME_ORDER, _self_signed
 
 from reconciler.errors import ConfigError, PlatformError
@@ -33,7 +33,7 @@ EXAMPLE_MOVES = ROOT / "examples" / "moves"
 CALL = re.compile(r"^(GET|POST|PUT) /v1/\S+ -> (\d{3}|\w+) \d+ms attempt \d+$")
 
 
-def run(cwd: Path, *args: str, token: str | None = WRITE_TOKEN,
+def run(cwd: Path, *args: str, token: str | None = TOKEN,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = subprocess_env(**({"RECONCILE_TOKEN": token} if token else {}))
     return subprocess.run([str(RECONCILE_BIN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
@@ -288,7 +288,7 @@ def test_never_retries_other_statuses(peer: Callable[..., _Peer], status: int) -
 def test_a_retried_submit_is_answered_by_the_same_request(tmp_path: Path) -> None:
     db = init_platform(tmp_path)
     with serving(db, tmp_path, "--provision-seconds", "30") as s:
-        client = HttpPlatform(s.url, WRITE_TOKEN)
+        client = HttpPlatform(s.url, TOKEN)
         try:
             first = client.submit("rq-same", ACME_ORDER)
             second = client.submit("rq-same", ACME_ORDER)  # as a retry after a lost answer would
@@ -320,7 +320,7 @@ def test_a_failed_certificate_check_is_never_retried(tmp_path: Path, monkeypatch
         monkeypatch.delenv("SSL_CERT_FILE", raising=False)
         monkeypatch.delenv("SSL_CERT_DIR", raising=False)
         caplog.set_level("INFO", logger="reconciler.http")
-        client = HttpPlatform(s.url, WRITE_TOKEN)
+        client = HttpPlatform(s.url, TOKEN)
         try:
             with pytest.raises(PlatformError) as e:
                 client.catalog()
@@ -329,7 +329,7 @@ def test_a_failed_certificate_check_is_never_retried(tmp_path: Path, monkeypatch
         assert e.value.message.startswith(f"the platform at {s.url} failed the certificate check")
         assert len([r for r in caplog.records if r.name == "reconciler.http"]) == 1
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the CA that signed it: verified, and fine
-        monkeypatch.setenv("RECONCILE_TOKEN", WRITE_TOKEN)
+        monkeypatch.setenv("RECONCILE_TOKEN", TOKEN)
         trusting = open_platform(s.url)
         try:
             assert "hosted-exchange" in trusting.catalog()

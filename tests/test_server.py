@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import RECONCILE_BIN, SECRETS, SEED, generated_seed, init_platform, subprocess_env
-from serving import READ_TOKEN, WRITE_TOKEN, Served, serving, until
+from peers import READ_TOKEN, TOKEN, Served, serving, until
 
 from reconciler.model import MoveOrder, Subscription, conceal
 from reconciler.platforms import server
@@ -357,7 +357,7 @@ def test_token_files_are_read(db: str, tmp_path: Path) -> None:
             assert c.get("/v1/catalog").status_code == 200
         with s.client(token="file-read-token") as c:
             assert c.put("/v1/requests/rq-1", json=ACME_ORDER.to_json()).status_code == 403
-        with s.client(token=WRITE_TOKEN) as c:
+        with s.client(token=TOKEN) as c:
             assert c.get("/v1/catalog").status_code == 401
 
 
