@@ -7,7 +7,7 @@ database into dicts (SELECT * ... WHERE customer IN (...), in chunks), compares 
 modified copy (dict equality, as a diff per user does), and dumps the changed rows as JSON to OUT
 (compact: json.dumps without indent runs the C encoder; with indent Python's own, ~3x slower).
 The runner times this whole process exactly as it times a `reconcile` step (interpreter start
-included), so "plan <= 3x floor" compares like with like.
+included), so "plan <= 2x floor" compares like with like.
 """
 
 from __future__ import annotations

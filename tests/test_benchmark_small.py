@@ -26,18 +26,18 @@ SMALL = bench.Config(customers=40, users_per=50, moves=20, whale=2000, applied=1
                      async_moves=16, async_seconds=0.3, async_parallelism=8, startup_runs=2, runs=1)
 
 # Wall seconds on the reference machine (2 cores, AMD EPYC, Python 3.11.7), the median of 3 runs of SMALL,
-# measured at commit 54022eb (load average about 2). Most of each is the interpreter start and imports
-# (about 0.3 s). Measure again (benchmarks.run_benchmark(SMALL, ...)) when the code gets faster.
+# measured again after issue 14 made planning faster (load average about 1). Most of each is the interpreter
+# start and imports (about 0.2 s). Measure again (benchmarks.run_benchmark(SMALL, ...)) when the code gets faster.
 MEASURED = {
-    "init": 0.50,
-    "plan_batch": 0.44,
-    "plan_half": 0.39,
-    "plan_whale": 0.41,
-    "apply": 0.71,
-    "replan": 0.37,
-    "applied_init": 0.41,
-    "applied_apply": 1.30,
-    "applied_plan": 0.34,
+    "init": 0.35,
+    "plan_batch": 0.26,
+    "plan_half": 0.23,
+    "plan_whale": 0.24,
+    "apply": 0.40,
+    "replan": 0.22,
+    "applied_init": 0.33,
+    "applied_apply": 0.44,
+    "applied_plan": 0.23,
 }
 SLOWDOWN = 10
 PLAN_RSS_MIB = 400  # the full benchmark's target; the small plans need far less
