@@ -340,8 +340,9 @@ def run_benchmark(config: Config, work: Path, targets: Targets = Targets(),  # n
                  "other work competes with the benchmark; times will be noisy")
     c = config
     fixture = work / "fixture"
-    b.run("compile", "setup: byte-compile the reconciler package (as an install does)",
-          b.python("compileall", "-q", b.report.code["source"]))
+    if os.access(b.report.code["source"], os.W_OK):  # an installed, read-only package has its bytecode
+        b.run("compile", "setup: byte-compile the reconciler package (as an install does)",
+              b.python("compileall", "-q", b.report.code["source"]))
     b.run("generate", f"setup: generate the fixture ({c.shape} shape, {c.customers} x {c.users_per} users + whale "
                       f"{c.whale}, {c.moves} moves)",
           b.python("benchmarks.generate", str(fixture), "--customers", str(c.customers), "--users-per",

@@ -80,3 +80,20 @@ def test_help_and_version_import_almost_nothing(args: list[str]) -> None:
     assert heavy(modules, ("yaml",)) == []
     assert not {m for m in modules if m.startswith("reconciler.")} - {
         "reconciler.cli", "reconciler.errors", "reconciler.render"}
+
+
+def test_plan_as_json_on_the_embedded_platform_imports_what_planning_needs_only(tmp_path: Path) -> None:
+    """Issue 14: no seed models (init only), no rich (the text renderer), no network or PostgreSQL stack."""
+    db = tmp_path / "p.db"
+    seed = REPO / "examples" / "platform.yaml"
+    init = subprocess.run([sys.executable, "-c", "from reconciler.cli import main; main()", "platform", "init",
+                           "--seed", str(seed), "--platform", f"sqlite:///{db}"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert init.returncode == 0, init.stderr
+    code, modules = imported("plan", str(EXAMPLE), "--format", "json", "--platform", f"sqlite:///{db}",
+                             "--state", str(tmp_path / "state.json"))
+    assert code == 0
+    assert "reconciler.planner" in modules and "reconciler.render.json" in modules
+    assert [m for m in heavy(modules) if m.split(".")[0] in ("rich", "httpx", "httpcore", "stamina", "psycopg",
+                                                             "starlette", "uvicorn", "jsonschema")] == []
+    assert {"reconciler.seed", "reconciler.render.text", "reconciler.render.markdown"}.isdisjoint(modules)

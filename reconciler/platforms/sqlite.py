@@ -14,9 +14,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from reconciler import seed as seeds
 from reconciler.errors import ConfigError, PlatformError
 from reconciler.model import (
     PENDING,
@@ -32,6 +31,9 @@ from reconciler.model import (
     utcnow,
 )
 from reconciler.platforms.base import refusals
+
+if TYPE_CHECKING:
+    from reconciler.seed import Stream
 
 FORMAT = "reconciler-platform/2"
 FORMATS = ("reconciler-platform/1", FORMAT)  # /1 lacks the request columns of /2: added on open
@@ -535,6 +537,8 @@ def init(url: str, seed_file: str, force: bool = False, exclusive: bool = False)
     if path.exists() and not force:
         raise PlatformError(f"a platform already exists at {path}",
                             hint="pass --force to replace it (its data and requests are lost)")
+    from reconciler import seed as seeds  # only init reads a seed: its models stay out of every other command
+
     seed = seeds.stream(seed_file)  # schema problems raise here; reference problems once the rows are written
     made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # created here, deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -587,7 +591,7 @@ def init(url: str, seed_file: str, force: bool = False, exclusive: bool = False)
     return counts
 
 
-def _write(conn: sqlite3.Connection, seed: seeds.Stream) -> dict[str, int]:
+def _write(conn: sqlite3.Connection, seed: Stream) -> dict[str, int]:
     """The rows of a seed, streamed customer by customer as the seed checks them. Its reference problems are
     raised once every customer has gone by (the caller drops the half-built database); a database error
     before that waits for them, so that a seed with problems always lists them."""
