@@ -22,7 +22,7 @@ from reconciler import revert as revert_
 from reconciler.config import Settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ReconcilerError, StalePlan, StateError
-from reconciler.manifests import Manifest, Move
+from reconciler.manifests import Move
 from reconciler.model import User, conceal_customer, concealed, secrets_of, sha256_of
 from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
@@ -279,7 +279,7 @@ def read_plan_file(path: str) -> tuple[dict[str, Any], list[Move]]:
             raise StalePlan(f"{path}: the manifest carried for {m.get('name')!r} does not match its digest; "
                             "the plan file was edited", hint="make the plan again with `reconcile plan --out FILE`")
         doc_ = Doc(file=str(m.get("file") or path), index=0, line=int(m.get("line") or 1), data=data)
-        moves.append(Move(Manifest.model_validate(data), doc_, digest))
+        moves.append(Move(manifests.Manifest.model_validate(data), doc_, digest))
     return doc, moves
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from reconciler.manifests import ServiceSpec
 from reconciler.model import Customer, Offering, Props, Subscription, User
+
+if TYPE_CHECKING:  # the pydantic models load when a move's spec is read: a no-op re-plan never reads one
+    from reconciler.manifests import ServiceSpec
 
 Source = Literal["explicit", "name"]
 
@@ -61,6 +63,8 @@ def sals_in_use(customer: Customer, users: Iterable[User]) -> dict[str, list[str
 
 def resolve(customer: Customer, dest: Customer, services: dict[str, ServiceSpec],
             in_use: dict[str, list[str]]) -> dict[str, ServiceResolution]:
+    from reconciler.manifests import ServiceSpec
+
     out: dict[str, ServiceResolution] = {}
     offerings = dest.offerings or {}
     for svc, current in customer.subscriptions.items():

@@ -97,3 +97,17 @@ def test_plan_as_json_on_the_embedded_platform_imports_what_planning_needs_only(
     assert [m for m in heavy(modules) if m.split(".")[0] in ("rich", "httpx", "httpcore", "stamina", "psycopg",
                                                              "starlette", "uvicorn", "jsonschema")] == []
     assert {"reconciler.seed", "reconciler.render.text", "reconciler.render.markdown"}.isdisjoint(modules)
+
+
+def test_a_no_op_re_plan_builds_no_manifest_models(tmp_path: Path) -> None:
+    """Issue 14: a manifest the state records as applied is never parsed, so its pydantic models are not built."""
+    db, state = tmp_path / "p.db", tmp_path / "state.json"
+    where = ["--platform", f"sqlite:///{db}", "--state", str(state)]
+    for args in (["platform", "init", "--seed", str(REPO / "examples" / "platform.yaml"), where[0], where[1]],
+                 ["apply", str(EXAMPLE), "--auto-approve", *where]):
+        ran = subprocess.run([sys.executable, "-c", "from reconciler.cli import main; main()", *args],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+    code, modules = imported("plan", str(EXAMPLE), "--format", "json", *where)
+    assert code == 0
+    assert "reconciler.planner" in modules and "reconciler.manifest_model" not in modules
