@@ -6,7 +6,6 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from operator import itemgetter
 from typing import Any, Literal
 
 from reconciler import rules
@@ -254,10 +253,10 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
     user_changes: list[dict[str, Any]] = []
     # A user's change of a service depends only on its SAL and its own overrides: without overrides it is
     # computed once per (service, SAL), with them once per UserService object (a platform read shares one
-    # among users holding the same; `users` keeps them all alive, so an id is never reused meanwhile). The
+    # among users holding the same; the cache holds each one, so its id is never reused meanwhile). The
     # same entry (read-only from here on) serves every such user: a 50,000-user customer costs a dict lookup
     # per user service.
-    common: dict[str, dict[str | int, dict[str, Any] | None]] = {}  # service -> SAL or id(UserService) -> entry
+    common: dict[str, dict[str | int, tuple[UserService, dict[str, Any] | None]]] = {}  # service -> key -> entry
 
     def entry(svc: str, sr: ServiceResolution, us: UserService) -> dict[str, Any] | None:
         nonlocal needed
@@ -279,16 +278,18 @@ def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str,
             if known is None:
                 known = common[svc] = {}
             key = id(us) if us.overrides else us.sal  # an int and a str never clash
-            if key in known:
-                e = known[key]
+            hit = known.get(key)
+            if hit is not None:
+                e = hit[1]
             else:  # None for a service the customer does not subscribe to: left as it is
                 sr = res.get(svc)
-                e = known[key] = entry(svc, sr, us) if sr is not None else None
+                e = entry(svc, sr, us) if sr is not None else None
+                known[key] = (us, e)  # the UserService held: its id is not reused while the cache lives
             if e is not None:
                 entries.append(e)
         if entries:
             add({"user": u.id, "services": entries})
-    user_changes.sort(key=itemgetter("user"))  # user ids are strings (model.User)
+    user_changes.sort(key=lambda x: str(x["user"]))
     order = MoveOrder(customer=cust.id, to_reseller=dest.id,
                       subscriptions={svc: r.new_subscription() for svc, r in res.items()},
                       sal_map={svc: r.sal_map for svc, r in res.items()})
@@ -299,17 +300,19 @@ def _changed(before: Props, after: Props, secret: set[str] | frozenset[str]) -> 
     """The properties that differ, as JSON does: 2 and 2.0 differ (an integer property is not a number one).
     A sensitive value is compared through its concealed form (the read-only token of a platform sees only
     that) and shown as SENSITIVE. Equal raw values are equal concealed, so only a difference is concealed."""
-    if before == after and all(type(v) is type(after[k]) for k, v in before.items()):
+    if before == after and all(type(v) is type(after[k]) and not (type(v) is float and k in secret)
+                               for k, v in before.items()):
         return {}
     out: dict[str, Any] = {}
     for k in sorted(before.keys() | after.keys()):
         a, b = before.get(k), after.get(k)
-        if a != b or type(a) is not type(b):
-            if k in secret:
-                if conceal(a) == conceal(b):
-                    continue
-                a, b = (None if a is None else SENSITIVE), (None if b is None else SENSITIVE)
-            out[k] = {"from": a, "to": b}
+        if a == b and type(a) is type(b) and not (type(a) is float and k in secret):
+            continue
+        if k in secret:  # -0.0 == 0.0, yet their JSON (and so their concealed forms) differ
+            if conceal(a) == conceal(b):
+                continue
+            a, b = (None if a is None else SENSITIVE), (None if b is None else SENSITIVE)
+        out[k] = {"from": a, "to": b}
     return out
 
 

@@ -503,6 +503,18 @@ def test_a_concealed_platform_value_equal_to_the_manifests_is_no_change(load: An
     assert pm.services[0]["customer_properties"] == {"journalPassword": {"from": "(sensitive)", "to": "(sensitive)"}}
 
 
+@pytest.mark.parametrize(("before", "after", "changed"), [
+    (0.0, -0.0, True),  # equal numbers, different JSON: their concealed forms differ
+    (1, 1.0, True), (1, True, True), (2.5, 2.5, False), ("pw", "pw", False), ("pw", conceal("pw"), False),
+])
+def test_a_sensitive_value_is_a_change_exactly_when_its_concealed_form_is(before: Any, after: Any,
+                                                                         changed: bool) -> None:
+    got = planner._changed({"pw": before, "n": 1}, {"pw": after, "n": 1}, {"pw"})
+    assert got == ({"pw": {"from": "(sensitive)", "to": "(sensitive)"}} if changed else {})
+    assert bool(got) is (conceal(before) != conceal(after))
+    assert planner._changed({"n": 0.0}, {"n": -0.0}, {"pw"}) == {}  # not sensitive: compared as numbers
+
+
 def test_users_sharing_a_user_service_and_users_with_equal_overrides_each_get_their_change(load: Any) -> None:
     """The diff computes a change once per (service, SAL) for users without overrides, once per UserService
     object for the others (a platform read shares them): every user still gets exactly its own change."""

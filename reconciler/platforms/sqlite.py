@@ -239,7 +239,8 @@ class SqlitePlatform:
 
     @_guarded
     def users(self, customers: Collection[str]) -> dict[str, list[User]]:
-        # Two plain index reads, no join: the users in order, then their services in (customer, service) order,
+        # Two plain index reads, no join (user_services.customer is the engine's copy of the user's customer,
+        # and nothing moves a user): the users in order, then their services in (customer, service) order,
         # so each user's services come in name order. Users holding the same (service, SAL, overrides) share
         # one UserService: read-only, like everything a read returns (and the planner's diff computes the
         # change of each shared one once).
