@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
@@ -151,11 +152,13 @@ class Confine:
         what = "the directory given on the command line" if is_dir else "the directory of the file given"
         return cls(os.path.realpath(here), what)
 
-    def problem(self, file: str) -> Diagnostic | None:
+    def check(self, file: str) -> tuple[str, Diagnostic | None]:
+        """The file's real path, and why it may not be read (None: it may). Read it by that real path
+        (read_raw(real=...)): a link swapped in after this check is then refused, never followed."""
         real = self._realpath(file)
         if real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep):
-            return None
-        return error("yaml", f"resolves to {real}, outside {self.what} ({self.root}); not read: a manifest "
+            return real, None
+        return real, error("yaml", f"resolves to {real}, outside {self.what} ({self.root}); not read: a manifest "
                              "must be a file of the repository, not a link out of it").at(file, None, None)
 
     def _realpath(self, file: str) -> str:
@@ -218,10 +221,14 @@ def discover_confined(paths: Sequence[str]) -> list[tuple[str, Confine]]:
     return out
 
 
-def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[bytes | None, list[Diagnostic]]:
+def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES, real: str | None = None) -> tuple[bytes | None,
+                                                                                        list[Diagnostic]]:
+    """The bytes of `file` (at most `limit`), or why not. With `real` (its checked real path) that path is
+    opened instead, refusing a symbolic link there: what is read is what Confine checked."""
     try:
         # Opened without blocking, then checked: a FIFO or a device would block or never end.
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(file if real is None else real, os.O_RDONLY | os.O_NONBLOCK | (0 if real is None else
+                                                                                    os.O_NOFOLLOW))
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -233,6 +240,9 @@ def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[bytes | None, 
             if len(raw) == want and want <= limit:
                 raw += fh.read(limit + 1 - want)
     except OSError as e:
+        if real is not None and e.errno == errno.ELOOP:
+            return None, [error("yaml", "became a symbolic link after it was checked; not read (is something "
+                                        "changing the repository while reconcile runs?)").at(file, None, None)]
         return None, [error("yaml", f"cannot read: {e.strerror or e}").at(file, None, None)]
     if len(raw) > limit:
         return None, [error("yaml", f"file is larger than {limit // 1024} KiB; split it into smaller manifests")
@@ -375,11 +385,11 @@ def load(paths: Sequence[str], known: Mapping[str, Mapping[str, Known]] | None =
     moves: list[Move] = []
     diags: list[Diagnostic] = []
     for f, confine in files:
-        outside = confine.problem(f)
+        real, outside = confine.check(f)
         if outside is not None:
             diags.append(outside)
             continue
-        raw, problems = read_raw(f)
+        raw, problems = read_raw(f, real=real)
         if raw is None:
             diags.extend(problems)
             continue

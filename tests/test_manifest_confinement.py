@@ -109,3 +109,23 @@ def test_a_long_service_key_is_quoted_shortened(tmp_path: Path) -> None:
     assert r.err.splitlines() == [
         f"{f}:15:5: error[schema]: $.spec.services: key '{SECRET[:38]}… does not match "
         "^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"]
+
+
+def test_a_link_swapped_in_after_the_check_is_refused_not_followed(tmp_path: Path, outside: Path) -> None:
+    """What is read is what was checked: the file is opened by its checked real path, refusing a link there."""
+    from reconciler import manifests
+
+    moves = tmp_path / "moves"
+    moves.mkdir()
+    f = moves / "a.yaml"
+    f.write_text(GOOD, encoding="utf-8")
+    confine = manifests.Confine.of(str(moves), True)
+    real, problem = confine.check(str(f))
+    assert (real, problem) == (str(f.resolve()), None)
+    f.unlink()
+    f.symlink_to(outside)  # the swap, between the check and the read
+    raw, diags = manifests.read_raw(str(f), real=real)
+    assert raw is None and len(diags) == 1
+    assert diags[0].message == ("became a symbolic link after it was checked; not read (is something changing the "
+                                "repository while reconcile runs?)")
+    assert manifests.read_raw(str(f))[0] == outside.read_bytes()  # unchecked, the link would have been followed
