@@ -240,7 +240,7 @@ def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES, real: str | None = None
             if len(raw) == want and want <= limit:
                 raw += fh.read(limit + 1 - want)
     except OSError as e:
-        if real is not None and e.errno == errno.ELOOP:
+        if real is not None and e.errno == errno.ELOOP and os.path.realpath(real) != real:  # not a link loop
             return None, [error("yaml", "became a symbolic link after it was checked; not read (is something "
                                         "changing the repository while reconcile runs?)").at(file, None, None)]
         return None, [error("yaml", f"cannot read: {e.strerror or e}").at(file, None, None)]
