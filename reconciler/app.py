@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from reconciler.config import Settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ReconcilerError, StalePlan, StateError
 from reconciler.manifests import Move
-from reconciler.model import User, conceal_customer, concealed, secrets_of, sha256_of
+from reconciler.model import Service, User, conceal_customer, concealed, sha256_of
 from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
@@ -38,6 +39,9 @@ READ_BATCH = 1000  # customers (or resellers) per batch read: a remote platform 
 
 # -- validate -------------------------------------------------------------------------------
 validate = validation.validate  # the CLI imports reconciler.validation itself: not all of this module
+
+
+Catalog = Callable[[], dict[str, Service]]  # the run's catalog, read on first call (functools.cache)
 
 
 # -- plan -----------------------------------------------------------------------------------
@@ -66,21 +70,22 @@ class _Reads:
         return self.read_usage.get(rid, {})
 
 
-def snapshot(platform: Platform, moves: Sequence[Move], st: State | None) -> tuple[Snapshot, _Reads]:
+def snapshot(platform: Platform, moves: Sequence[Move], st: State | None,
+             catalog: Catalog | None = None) -> tuple[Snapshot, _Reads]:
     """Read only what the batch touches: its customers, their parents, the destinations, their requests;
-    users and usage are read as planning asks for them (and cached)."""
+    users and usage are read as planning asks for them (and cached). `catalog`: the run's catalog reader."""
     ids = {m.customer for m in moves} | {m.to_reseller for m in moves}
     customers = platform.customers(ids)
     parents = {c.parent for c in customers.values() if c.parent and c.parent not in customers}
     customers.update(platform.customers(parents))
     moved = sorted({m.customer for m in moves if m.customer in customers})
     requests = platform.requests_of(moved)
-    catalog = platform.catalog()
+    read_catalog = (catalog or platform.catalog)()
     done = {n for n, r in st.moves.items() if r.done} if st else set()
     open_moves = [m for m in moves if m.name not in done]
     reads = _Reads(platform, list(dict.fromkeys(m.customer for m in open_moves)),
                    list(dict.fromkeys(m.to_reseller for m in open_moves)))
-    snap = Snapshot(catalog=catalog, customers=customers, users=reads.users, usage=reads.usage, requests=requests)
+    snap = Snapshot(catalog=read_catalog, customers=customers, users=reads.users, usage=reads.usage, requests=requests)
     return snap, reads
 
 
@@ -89,7 +94,7 @@ def fingerprint(snap: Snapshot, reads: _Reads) -> str:
     customers, their users, their offerings, the destinations' usage or their requests makes a saved
     plan stale. Sensitive values count through their concealed form (model.conceal), so a plan made with a
     platform's read-only token and an apply with its write token see the same fingerprint."""
-    secret = secrets_of(snap.catalog)
+    secret = snap.secret
     h = hashlib.sha256()
     h.update(sha256_of({s: {n: [p.type, p.sensitive] for n, p in svc.properties.items()}
                         for s, svc in snap.catalog.items()}).encode())
@@ -133,8 +138,8 @@ def _users_key(users: Sequence[User], secret: Mapping[str, set[str]]) -> bytes:
 def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[Diagnostic],
                st: State | None, git_commit: str | None, files: int = 0, paths: Sequence[str] = (),
                store: StateStore | None = None, policy: Policy | None = None,
-               partial: Partial | None = None) -> PlanResult:
-    snap, reads = snapshot(platform, moves, st)
+               partial: Partial | None = None, catalog: Catalog | None = None) -> PlanResult:
+    snap, reads = snapshot(platform, moves, st, catalog)
     records = st.moves if st else {}
     latest = st.latest_done() if st else {}
     the_plan = planner.plan(moves, snap, records, latest, diagnostics)
@@ -155,14 +160,18 @@ NOT_FOUND = {"customer-not-found": ("customer", "spec.customer"),
 
 
 def _suggest_ids(platform: Platform, the_plan: planner.Plan) -> None:
-    """An unknown customer or reseller id gets "did you mean" (one search call per unknown id) and a hint."""
+    """An unknown customer or reseller id gets "did you mean" (one search call per distinct unknown id) and a hint."""
     from reconciler.newmove import did_you_mean
 
+    guesses: dict[str, str] = {}  # the same unknown id in many manifests is searched for once
     for pm in the_plan.moves:
         for i, d in enumerate(pm.diagnostics):
             if d.code in NOT_FOUND:
                 attr, key = NOT_FOUND[d.code]
-                guess = did_you_mean(platform, getattr(pm, attr))
+                wanted = getattr(pm, attr)
+                if wanted not in guesses:
+                    guesses[wanted] = did_you_mean(platform, wanted)
+                guess = guesses[wanted]
                 tail = guess or f"; check {key} (ids are exact and case-sensitive)"
                 pm.diagnostics[i] = dataclasses.replace(d, message=d.message + tail)
 
@@ -215,10 +224,11 @@ def plan(paths: Sequence[str], settings: Settings, targets: Sequence[str] = (),
         moves, partial = targeting.select(loaded.moves, targets, excludes)
         platform = _open(settings)
         try:
+            catalog = functools.cache(platform.catalog)  # read once a run, when first needed
             if st is not None:
-                applier.refresh(st, platform)  # in memory only: plan never writes the state
+                applier.refresh(st, platform, catalog=catalog)  # in memory only: plan never writes the state
             return build_plan(platform, moves, loaded.diagnostics, st, audit.commit_of(paths), loaded.files,
-                              paths, store, settings.policy, partial)
+                              paths, store, settings.policy, partial, catalog)
         finally:
             platform.close()
     finally:
@@ -369,10 +379,11 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
             platform = _open(settings)
             try:
                 writer = Journal(store, st)
-                if applier.refresh(st, platform):
+                catalog = functools.cache(platform.catalog)  # read once a run, when first needed
+                if applier.refresh(st, platform, catalog=catalog):
                     writer.commit(*st.moves)
                 result = ApplyResult(build_plan(platform, moves, diags, st if loaded_state else None, commit,
-                                                files, paths, store, policy, partial))
+                                                files, paths, store, policy, partial, catalog))
                 if any(d.is_error and d.code in policy_.CODES for d in result.plan.plan.all_diagnostics()):
                     if on_plan:  # before the stale checks: a policy the plan breaks now is the reason to say
                         on_plan(result.plan)
@@ -398,7 +409,7 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                     result.declined = True
                 elif todo:
                     result.waited = (options or applier.Options()).wait
-                    applier.execute(todo, st, platform, writer, result, commit, progress, sig, options)
+                    applier.execute(todo, st, platform, writer, result, commit, progress, sig, options, catalog)
                     until = options.until if options else None
                     result.window_closed = until is not None and time.monotonic() >= until
                 result.state_written = writer.writes > 0

@@ -6,10 +6,10 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from reconciler.model import (
     MoveOrder,
     Request,
     Secrets,
+    Service,
     customer_fingerprint,
     secrets_of,
     utcnow,
@@ -105,8 +106,7 @@ def verdict(platform: Platform, rec: MoveRecord, req: Request,
     "Applied" only when the platform agrees: the request is Provisioned AND the platform shows the
     customer under the destination (with the subscriptions the move set, when the order is known). A
     request id the platform knew from before (another run, another starting point) proves nothing."""
-    found = platform.customers([rec.customer])
-    cust = found.get(rec.customer)
+    cust = platform.customers([rec.customer]).get(rec.customer)
     if req.status != "Provisioned":
         return False, req.error or req.status, cust
     if cust is None:
@@ -120,8 +120,25 @@ def verdict(platform: Platform, rec: MoveRecord, req: Request,
     return True, None, cust
 
 
+@dataclass
+class Parents:
+    """What a run reads to fingerprint recorded outcomes, once per parent: the parent, and the canonical JSON of
+    what it offers (customer_fingerprint's cache). A batch moves many customers to the same few resellers."""
+
+    found: dict[str, Customer | None] = field(default_factory=dict)
+    offered: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
+
+    def of(self, platform: Platform, cust: Customer) -> Customer | None:
+        if not cust.parent:
+            return None
+        if cust.parent not in self.found:
+            self.found[cust.parent] = platform.customers([cust.parent]).get(cust.parent)
+        return self.found[cust.parent]
+
+
 def record_outcome(st: State, rec: MoveRecord, platform: Platform, req: Request, who: str,
-                   order: MoveOrder | None = None, secret: Secrets | None = None) -> str | None:
+                   order: MoveOrder | None = None, secret: Secrets | None = None,
+                   parents: Parents | None = None) -> str | None:
     """Record a final request's outcome on its move; returns the error when the move is not applied."""
     ok, why, cust = verdict(platform, rec, req, order)
     rec.status = "applied" if ok else "failed"
@@ -130,18 +147,21 @@ def record_outcome(st: State, rec: MoveRecord, platform: Platform, req: Request,
     rec.applied_serial = st.serial + 1
     rec.customer_fingerprint = None
     if cust is not None:
-        parent = platform.customers([cust.parent]).get(cust.parent) if cust.parent else None
-        rec.customer_fingerprint = customer_fingerprint(cust, parent, secret)
+        parents = parents if parents is not None else Parents()
+        rec.customer_fingerprint = customer_fingerprint(cust, parents.of(platform, cust), secret, parents.offered)
     last = rec.last_request
     if not ok and last is not None and last.error is None:
         last.error = why
     return why
 
 
-def refresh(st: State, platform: Platform, names: set[str] | None = None, who: str | None = None) -> bool:
-    """Ask the platform about unfinished requests and record their outcome; True if anything changed."""
+def refresh(st: State, platform: Platform, names: set[str] | None = None, who: str | None = None,
+            catalog: Callable[[], Mapping[str, Service]] | None = None) -> bool:
+    """Ask the platform about unfinished requests and record their outcome; True if anything changed.
+    The catalog (unless given) and who records are looked up once, when the first outcome is recorded."""
     changed = False
-    secret: Secrets | None = None  # the catalog is read once, when the first outcome is recorded
+    secret: Secrets | None = None
+    parents = Parents()
     for name, rec in st.moves.items():
         if names and name not in names:
             continue
@@ -155,8 +175,9 @@ def refresh(st: State, platform: Platform, names: set[str] | None = None, who: s
             continue
         record_request(last, req)
         if req.final:
-            secret = secret if secret is not None else secrets_of(platform.catalog())
-            record_outcome(st, rec, platform, req, who or audit.actor(), secret=secret)
+            secret = secret if secret is not None else secrets_of((catalog or platform.catalog)())
+            who = who or audit.actor()
+            record_outcome(st, rec, platform, req, who, secret=secret, parents=parents)
         changed = True
     return changed
 
@@ -231,11 +252,12 @@ class _Execution:
 
     def __init__(self, moves: list[PlannedMove], st: State, platform: Platform, writer: Journal,
                  result: ApplyResult, commit: str | None, progress: Progress | None, sig: Signals,
-                 opts: Options) -> None:
+                 opts: Options, catalog: Callable[[], Mapping[str, Service]] | None = None) -> None:
         self.moves, self.st, self.platform, self.writer = moves, st, platform, writer
         self.result, self.commit, self.progress, self.sig, self.opts = result, commit, progress, sig, opts
         self.who = audit.actor()  # once per run: it may ask git
-        self.secret = secrets_of(platform.catalog())  # for the fingerprints of recorded outcomes
+        self.secret = secrets_of((catalog or platform.catalog)())  # for the fingerprints of recorded outcomes
+        self.parents = Parents()
         self.deadline = time.monotonic() + opts.wait_timeout
         self.stop = threading.Event()  # tells the waiting threads to return what they have
         self.before: dict[str, MoveRecord | None] = {}  # journaled, not yet started: the record to restore
@@ -281,7 +303,8 @@ class _Execution:
             record_request(last, req)
             self.reported[pm.name] = last
             if req.final:
-                why = record_outcome(self.st, rec, self.platform, req, self.who, pm.order, self.secret)
+                why = record_outcome(self.st, rec, self.platform, req, self.who, pm.order, self.secret,
+                                     self.parents)
                 if why is None:
                     self.result.applied.append(pm.name)
                     outcome = "applied"
@@ -409,10 +432,11 @@ class _Execution:
 
 
 def execute(moves: list[PlannedMove], st: State, platform: Platform, writer: Journal, result: ApplyResult,
-            commit: str | None, progress: Progress | None, sig: Signals, opts: Options | None = None) -> None:
+            commit: str | None, progress: Progress | None, sig: Signals, opts: Options | None = None,
+            catalog: Callable[[], Mapping[str, Service]] | None = None) -> None:
     """Run the planned moves (and record adoptions) with up to opts.parallelism in flight."""
     with sig.deferred():
-        _Execution(moves, st, platform, writer, result, commit, progress, sig, opts or Options()).run()
+        _Execution(moves, st, platform, writer, result, commit, progress, sig, opts or Options(), catalog).run()
 
 
 def _submit(platform: Platform, request_id: str, order: MoveOrder, resumed: bool) -> Request:

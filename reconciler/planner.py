@@ -46,6 +46,13 @@ class Snapshot:
     _secret: dict[str, set[str]] | None = field(default=None, repr=False, compare=False)
     _offered: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def secret(self) -> dict[str, set[str]]:
+        """Per service, its sensitive property names (from the catalog, worked out once)."""
+        if self._secret is None:
+            self._secret = secrets_of(self.catalog)
+        return self._secret
+
     def pending(self, customer: str) -> list[str]:
         return [r.id for r in self.requests.get(customer, ()) if r.status in PENDING]
 
@@ -55,9 +62,7 @@ class Snapshot:
         if hit is not None and hit[0] is customer:  # the very object (the view makes new ones for moved customers)
             return hit[1]
         parent = self.customers.get(customer.parent) if customer.parent else None
-        if self._secret is None:
-            self._secret = secrets_of(self.catalog)
-        fp = customer_fingerprint(customer, parent, self._secret, self._offered)
+        fp = customer_fingerprint(customer, parent, self.secret, self._offered)
         self._fingerprints[customer.id] = (customer, fp)
         return fp
 
@@ -228,16 +233,15 @@ def evaluate(move: Move, view: View, own_request: str | None = None) -> Evaluati
     if any(d.is_error for d in diags):
         return Evaluation(diags, None, len(users))
     source = view.customer(cust.parent) if cust.parent else None
-    return Evaluation(diags, diff(cust, source, dest, ctx.resolutions, users, view.snap.catalog, ctx.holders),
+    return Evaluation(diags, diff(cust, source, dest, ctx.resolutions, users, view.snap.secret, ctx.holders),
                       len(users))
 
 
 def diff(cust: Customer, source: Customer | None, dest: Customer, res: dict[str, ServiceResolution],
-         users: Sequence[User], catalog: dict[str, Service], holders: dict[str, int]) -> Change:
+         users: Sequence[User], secret: Mapping[str, set[str]], holders: dict[str, int]) -> Change:
     """What changes for the customer's services and for every user (plain comparisons: this is hot)."""
     src_offers = (source.offerings or {}) if source else {}
     dst_offers = dest.offerings or {}
-    secret = secrets_of(catalog)
     services, needed = [], cust.parent != dest.id
     for svc, r in res.items():
         new = r.new_subscription()

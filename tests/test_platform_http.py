@@ -200,6 +200,30 @@ def test_verbose_logs_each_call_without_token_or_values(tmp_path: Path) -> None:
     assert not [line for line in quiet.stderr.splitlines() if CALL.match(line)]
 
 
+def test_a_run_reads_the_catalog_once_and_searches_for_each_unknown_id_once(tmp_path: Path) -> None:
+    """Review of issue 14: the catalog was fetched by the outcome refresh, the snapshot and the execution; a
+    reseller id mistyped in two manifests was searched for twice."""
+    root = tmp_path / "ws"
+    db = _workspace(root)
+    typos = root / "typos"
+    typos.mkdir()
+    for name in ("01-blueyonder-to-adatum.yaml", "02-acme-to-northwind.yaml"):  # two customers, one typo
+        text = (root / "moves" / name).read_text("utf-8")
+        (typos / name).write_text(re.sub(r"toReseller: \S+", "toReseller: adatumm", text), "utf-8")
+    where = ["--state", str(root / "state.json")]
+
+    def routes(r: subprocess.CompletedProcess[str]) -> list[str]:
+        return [" ".join(line.split()[:2]) for line in r.stderr.splitlines() if CALL.match(line)]
+
+    with serving(db, root) as s:
+        bad = run(root, "--verbose", "plan", "typos", "--platform", s.url, *where)
+        assert bad.returncode == 1 and "did you mean 'adatum'?" in bad.stderr, bad.stderr
+        assert routes(bad).count("GET /v1/search") == 1, routes(bad)
+        applied = run(root, "--verbose", "apply", "moves", "--auto-approve", "--platform", s.url, *where)
+        assert applied.returncode == 0, applied.stderr
+        assert routes(applied).count("GET /v1/catalog") == 1, routes(applied)
+
+
 # -- retries, on a scripted peer -------------------------------------------------------------------------
 class _Peer:
     """A real HTTP listener on loopback answering from a script: (status, headers, body) per call."""
