@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from reconciler import applier, audit, manifests, planner, schema, targeting, validation
 from reconciler import policy as policy_
@@ -29,10 +28,12 @@ from reconciler.planner import Snapshot
 from reconciler.platforms import export, open_platform
 from reconciler.platforms.base import Platform
 from reconciler.policy import Policy
+from reconciler.render import count
 from reconciler.results import PLAN_FORMAT, ApplyResult, DriftReport, PlanResult
 from reconciler.state import Journal, State, StateStore, is_url, open_store
 from reconciler.state.model import dumps, parse
 from reconciler.targeting import Partial
+from reconciler.urls import redact
 from reconciler.yamlsafe import Doc
 
 READ_BATCH = 1000  # customers (or resellers) per batch read: a remote platform pages their users
@@ -198,17 +199,7 @@ def _sensitive_digests(the_plan: planner.Plan, snap: Snapshot) -> dict[str, dict
 def state_location(location: str) -> str:
     """Where the state is, as a plan file records it: a file as an absolute path; a URL without its password
     (or any secret query parameter: libpq's own sources give those)."""
-    if not is_url(location):
-        return os.path.abspath(location)
-    parts = urlsplit(location)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}@{hostport}" if user else hostport
-    secret = ("password", "passwd", "pwd", "token", "secret", "key", "sslpassword", "auth")
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in secret])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return redact(location, drop=True) if is_url(location) else os.path.abspath(location)
 
 
 def _open(settings: Settings) -> Platform:
@@ -297,10 +288,6 @@ def read_plan_file(path: str) -> tuple[dict[str, Any], list[Move]]:
 Approver = Callable[[PlanResult], bool]
 
 
-def count_moves(n: int) -> str:
-    return f"{n} move{'' if n == 1 else 's'}"
-
-
 def _window_check(policies: Sequence[Policy | None], options: applier.Options | None) -> applier.Options | None:
     """Outside any apply window: refuse, naming the next opening. Inside: no new move after the first one closes."""
     windows = list(dict.fromkeys(p.apply_window for p in policies if p is not None and p.apply_window))
@@ -324,7 +311,7 @@ def require_moves(result: PlanResult, allow_empty: bool, verb: str = "plan", pla
     if result.partial is not None:
         n = len(result.partial.left_out)
         raise ReconcilerError(f"no move to {verb}: {result.partial.options()} left out every move "
-                              f"({count_moves(n)}: {', '.join(result.partial.left_out[:10])}"
+                              f"({count(n, 'move')}: {', '.join(result.partial.left_out[:10])}"
                               f"{' …' if n > 10 else ''})",
                               hint="patterns are shell-style globs on metadata.name, e.g. --target 'acme-*'")
     if plan_file:
@@ -504,7 +491,7 @@ def status(settings: Settings, names: Sequence[str] = (), lock_timeout: float = 
 def platform_init(settings: Settings, seed: str, force: bool = False) -> tuple[str, dict[str, int]]:
     """Create the embedded platform (sqlite:/// only): (its URL, what it holds)."""
     from reconciler.platforms import sqlite
-    from reconciler.urls import redact, scheme_of
+    from reconciler.urls import scheme_of
 
     if scheme_of(settings.platform_url) != "sqlite":
         raise ReconcilerError(f"platform init creates the embedded platform only; {redact(settings.platform_url)!r} "

@@ -43,6 +43,11 @@ def actor() -> str:
     email = _git(["config", "user.email"], Path.cwd())
     if email:
         return email
+    return login_name()
+
+
+def login_name() -> str:
+    """The login name, else the numeric uid (some containers have no login name)."""
     try:
         return getpass.getuser()
     except Exception:

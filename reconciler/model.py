@@ -51,6 +51,20 @@ class Service:
     name: str
     properties: dict[str, PropertyDef]
 
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> Service:
+        """The seed's (and the Platform API's) shape of a service."""
+        return Service(d["id"], d.get("name") or d["id"], property_defs(d.get("properties")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name,
+                "properties": {n: {"type": p.type, "sensitive": p.sensitive} for n, p in self.properties.items()}}
+
+
+def property_defs(props: Mapping[str, Any] | None) -> dict[str, PropertyDef]:
+    """A service's `properties` document (name -> {type, sensitive}) as PropertyDefs."""
+    return {n: PropertyDef(n, p["type"], bool(p.get("sensitive", False))) for n, p in (props or {}).items()}
+
 
 @dataclass(frozen=True, slots=True)
 class Offering:

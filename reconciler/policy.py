@@ -256,7 +256,3 @@ def seconds_left(windows: Sequence[Window], now: datetime) -> float | None:
     """Until the first of the windows closes (None: no window)."""
     ends = [w.closes_at(now) for w in windows]
     return min(((e - now).total_seconds() for e in ends if e is not None), default=None)
-
-
-def outside_diagnostic(message: str) -> Diagnostic:
-    return error("policy-outside-window", message)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import ReconcilerError
-from reconciler.model import Customer, Service, User
+from reconciler.model import Customer, Service, User, secrets_of
 from reconciler.newmove import _scalar as scalar
 from reconciler.render import clean
 from reconciler.state import MoveRecord, State
@@ -56,7 +56,7 @@ def build(name: str, rec: MoveRecord, cust: Customer | None, replaced: dict[str,
                               hint="write the move back with `reconcile new-move`")
     back_to = str(replaced["parent"])
     out = Revert("")
-    secret = {s: {n for n, p in svc.properties.items() if p.sensitive} for s, svc in catalog.items()}
+    secret = secrets_of(catalog)
     old_subs: dict[str, Any] = replaced.get("subscriptions") or {}
     old_sal_of: dict[str, dict[str, str]] = replaced.get("users") or {}
     s = scalar

@@ -24,7 +24,7 @@ from pydantic import (
 from reconciler import schema
 from reconciler.diagnostics import Diagnostic, error, warning
 from reconciler.errors import PlatformError
-from reconciler.model import ID_PATTERN, PropertyDef
+from reconciler.model import ID_PATTERN, PropertyDef, property_defs
 from reconciler.schema import PathTuple, json_path, kind_of, short
 from reconciler.yamlsafe import MAX_INT_DIGITS, Doc, decode, stream_items
 
@@ -369,16 +369,6 @@ def check(doc: Doc) -> list[Diagnostic]:
     return s.problems
 
 
-def scope_warnings(doc: Doc) -> list[Diagnostic]:
-    """References that resolve, but outside their scope: a plan or SAL that the customer's parent does not
-    offer, a customer in another location than its parent. A move half done on the platform leaves these
-    (and `platform export` must seed again), so they are warnings; `check` has already passed."""
-    s = Stream(_whole(doc, _SchemaPass()))
-    for _ in s.customers():
-        pass
-    return s.warnings
-
-
 class Stream:
     """A schema-valid seed: its header (every top-level collection present, customers without their users)
     and its customers in full, one at a time, each checked as it passes (references, then scope); after the
@@ -450,11 +440,7 @@ def _scope_problems(i: int, c: dict[str, Any], by_id: dict[str, Any]) -> Iterato
 
 
 def catalog_of(data: dict[str, Any]) -> dict[str, dict[str, PropertyDef]]:
-    return {
-        s["id"]: {n: PropertyDef(n, p["type"], bool(p.get("sensitive", False)))
-                  for n, p in (s.get("properties") or {}).items()}
-        for s in data.get("services") or []
-    }
+    return {s["id"]: property_defs(s.get("properties")) for s in data.get("services") or []}
 
 
 def _props(props: dict[str, Any] | None, service: str, catalog: dict[str, dict[str, PropertyDef]],

@@ -25,8 +25,9 @@ def scheme_of(url: str) -> str:
     return head.lower() if sep and head else ""
 
 
-def redact(url: str) -> str:
-    """`postgres://u:pw@db/x?password=p` -> `postgres://u@db/x?password=***`: safe for logs, errors and files."""
+def redact(url: str, drop: bool = False) -> str:
+    """`postgres://u:pw@db/x?password=p` -> `postgres://u@db/x?password=***`: safe for logs, errors and files.
+    With `drop`, secret query parameters are left out instead (`postgres://u@db/x`): what a file records."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -40,5 +41,7 @@ def redact(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() in _SECRET_KEYS for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in pairs], safe="*/")
+            kept = [(k, v) for k, v in pairs if k.lower() not in _SECRET_KEYS] if drop else \
+                [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in pairs]
+            query = urlencode(kept, safe="*/")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -20,7 +20,7 @@ import stamina
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, PlatformError, RequestConflict
-from reconciler.model import Customer, MoveOrder, PropertyDef, Request, Service, User
+from reconciler.model import Customer, MoveOrder, Request, Service, User
 from reconciler.urls import is_loopback, redact
 
 TOKEN_ENV = "RECONCILE_TOKEN"
@@ -218,11 +218,7 @@ class HttpPlatform:
     # -- reads -----------------------------------------------------------------------------------
     def catalog(self) -> dict[str, Service]:
         doc = self._json("GET", "/v1/catalog")
-        return self._parse("the catalog", lambda: {
-            s["id"]: Service(s["id"], s.get("name") or s["id"],
-                             {n: PropertyDef(n, p["type"], bool(p.get("sensitive", False)))
-                              for n, p in (s.get("properties") or {}).items()})
-            for s in doc["services"]})
+        return self._parse("the catalog", lambda: {s["id"]: Service.from_json(s) for s in doc["services"]})
 
     def customers(self, ids: Iterable[str]) -> dict[str, Customer]:
         out: dict[str, Customer] = {}

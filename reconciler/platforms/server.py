@@ -383,9 +383,7 @@ def create_app(platform: SqlitePlatform, tokens: Tokens, provisioner: Provisione
     async def catalog(request: HttpRequest) -> Any:
         authorized(request)
         services = await run_in_threadpool(platform.catalog)
-        return {"services": [{"id": s.id, "name": s.name,
-                              "properties": {n: {"type": p.type, "sensitive": p.sensitive}
-                                             for n, p in s.properties.items()}} for s in services.values()]}
+        return {"services": [s.to_json() for s in services.values()]}
 
     async def customers(request: HttpRequest) -> Any:
         role = authorized(request)

@@ -21,13 +21,13 @@ from reconciler.model import (
     PENDING,
     Customer,
     MoveOrder,
-    PropertyDef,
     Request,
     Service,
     Subscription,
     User,
     UserService,
     canonical_json,
+    property_defs,
     utcnow,
 )
 from reconciler.platforms.base import refusals
@@ -226,9 +226,7 @@ class SqlitePlatform:
     def catalog(self) -> dict[str, Service]:
         out: dict[str, Service] = {}
         for sid, name, props in self._conn.execute("SELECT id, name, properties FROM services ORDER BY ord"):
-            defs = {n: PropertyDef(n, p["type"], bool(p.get("sensitive", False)))
-                    for n, p in json.loads(props).items()}
-            out[sid] = Service(sid, name or sid, defs)
+            out[sid] = Service(sid, name or sid, property_defs(json.loads(props)))
         return out
 
     @_guarded

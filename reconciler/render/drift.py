@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from reconciler.diagnostics import Diagnostic
-from reconciler.render import clean, value
+from reconciler.render import clean, count, value
 from reconciler.render.markdown import md
 from reconciler.results import DriftReport
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def headline(r: DriftReport) -> str:
@@ -20,7 +16,7 @@ def headline(r: DriftReport) -> str:
             return "No drift: the applied move matches the platform."
         return f"No drift: all {r.compared} applied moves match the platform."
     k = len(r.drifted)
-    return (f"Drift: {k} of {_plural(r.compared, 'applied move')} {'has' if k == 1 else 'have'} drifted from the "
+    return (f"Drift: {k} of {count(r.compared, 'applied move')} {'has' if k == 1 else 'have'} drifted from the "
             "platform; nothing is moved back silently: write a new move (or `reconcile revert NAME`) to act on it.")
 
 

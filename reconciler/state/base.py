@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -12,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from reconciler import __version__
+from reconciler.audit import login_name
 from reconciler.state.model import State
 
 
@@ -76,20 +76,13 @@ class Journal:
 def holder_info(operation: str) -> dict[str, Any]:
     """Who takes a lock: user, host, pid, operation, start time, CI run URL."""
     info: dict[str, Any] = {
-        "user": _user(), "host": socket.gethostname(), "pid": os.getpid(), "operation": operation,
+        "user": login_name(), "host": socket.gethostname(), "pid": os.getpid(), "operation": operation,
         "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     server, run = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_RUN_ID")
     if server and run and os.environ.get("GITHUB_REPOSITORY"):
         info["ci_run"] = f"{server}/{os.environ['GITHUB_REPOSITORY']}/actions/runs/{run}"
     return info
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return str(os.getuid())
 
 
 def describe_holder(info: Any) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from reconciler import __version__
+from reconciler.audit import login_name
 from reconciler.errors import LockHeld, StateError
 from reconciler.state.base import describe_holder, holder_info
 from reconciler.state.model import State, dumps, parse
@@ -105,22 +106,13 @@ class Target:
 
     @property
     def user(self) -> str:
-        return self.params.get("user") or os.environ.get("PGUSER") or _login()
+        return self.params.get("user") or os.environ.get("PGUSER") or login_name()
 
     @property
     def where(self) -> str:
         host = self.host
         at = f"{host} (Unix socket, port {self.port})" if host.startswith("/") else f"{host}:{self.port}"
         return f'PostgreSQL at {at}, database "{self.dbname}"'
-
-
-def _login() -> str:
-    try:
-        import getpass
-
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return str(os.getuid())
 
 
 def parse_url(url: str) -> Target:
