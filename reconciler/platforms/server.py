@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ConfigError, PlatformError
-from reconciler.model import ID_RE, MoveOrder, canonical_json, conceal_customer, conceal_user, secrets_of
+from reconciler.model import (
+    ID_RE,
+    MoveOrder,
+    Secrets,
+    canonical_json,
+    conceal_customer,
+    conceal_user,
+    secrets_of,
+)
 from reconciler.platforms.sqlite import SqlitePlatform
 from reconciler.urls import is_loopback
 
@@ -224,10 +232,6 @@ class Tokens:
                       {"WWW-Authenticate": 'Bearer realm="reconciler", error="invalid_token"'})
 
 
-def _sensitive(platform: SqlitePlatform) -> dict[str, set[str]]:
-    return secrets_of(platform.catalog())
-
-
 def _redact_props(props: Any, names: set[str]) -> Any:
     if not isinstance(props, dict) or not names:
         return props
@@ -241,12 +245,11 @@ def _redact_subscriptions(subs: Any, sens: Mapping[str, set[str]]) -> None:
 
 
 def redact_replaced(replaced: dict[str, Any] | None, sens: Mapping[str, set[str]]) -> dict[str, Any] | None:
-    """What a request replaced, without a sensitive value (for the read-only token)."""
-    if replaced is None:
-        return None
-    out = json.loads(json.dumps(replaced))
-    _redact_subscriptions(out.get("subscriptions"), sens)
-    return out  # type: ignore[no-any-return]
+    """What a request replaced, without a sensitive value (for the read-only token); in place, like
+    redact_export: each caller has just decoded it."""
+    if replaced is not None:
+        _redact_subscriptions(replaced.get("subscriptions"), sens)
+    return replaced
 
 
 def redact_export(doc: dict[str, Any], sens: Mapping[str, set[str]]) -> dict[str, Any]:
@@ -286,9 +289,11 @@ def _decode_cursor(cursor: str | None, n: int) -> tuple[int, int]:
     return pos, ord_
 
 
-def users_page(platform: SqlitePlatform, customers: list[str], limit: int, cursor: str | None) -> bytes:
+def users_page(platform: SqlitePlatform, customers: list[str], limit: int, cursor: str | None,
+               secret: Secrets | None = None) -> bytes:
     """One page of users of `customers` (each customer's in platform order) and the cursor of the next, as the
-    JSON body of the answer: the users' documents come from SQLite as text and are not parsed again here.
+    JSON body of the answer: the users' documents come from SQLite as text and are not parsed again here,
+    unless `secret` names sensitive properties to conceal (the read-only token): then each user's is.
 
     The cursor is the (position, ord) of the page's last user: the next page reads on from there (one
     query with a LIMIT), so a page costs what it returns, however many pages came before."""
@@ -296,7 +301,10 @@ def users_page(platform: SqlitePlatform, customers: list[str], limit: int, curso
     after = _decode_cursor(cursor, len(customers))
     rows = platform.users_after(customers, after, limit + 1)  # one more: is there a next page?
     out: dict[str, list[str]] = {c: [] for c in customers} if cursor is None else {}
+    conceal = secret is not None and any(secret.values())
     for pos, _, doc in rows[:limit]:
+        if conceal:
+            doc = json.dumps(conceal_user(json.loads(doc), secret or {}), ensure_ascii=False)
         out.setdefault(customers[pos], []).append(doc)
     nxt = _encode_cursor(*rows[limit - 1][:2]) if len(rows) > limit else None
     users = ",".join(f"{json.dumps(cid, ensure_ascii=False)}:[{','.join(docs)}]" for cid, docs in out.items())
@@ -314,6 +322,8 @@ def create_app(platform: SqlitePlatform, tokens: Tokens, provisioner: Provisione
         from starlette.routing import Route
     except ImportError:
         raise missing_extra() from None
+
+    secret = secrets_of(platform.catalog())  # what the read-only token never sees; the catalog is fixed
 
     class ProblemResponse(JSONResponse):
         media_type = "application/problem+json"
@@ -392,7 +402,6 @@ def create_app(platform: SqlitePlatform, tokens: Tokens, provisioner: Provisione
         found = await run_in_threadpool(platform.customers, body["ids"])
         docs = {cid: c.to_json() for cid, c in found.items()}
         if role != WRITE:  # the read-only token sees a sensitive value's digest, never the value
-            secret = _sensitive(platform)
             docs = {cid: conceal_customer(d, secret) for cid, d in docs.items()}
         return {"customers": docs}
 
@@ -401,17 +410,9 @@ def create_app(platform: SqlitePlatform, tokens: Tokens, provisioner: Provisione
         body = await body_of(request)
         check(body, "UsersQuery")
         wanted = list(dict.fromkeys(body["customers"]))
-        page = await run_in_threadpool(users_page, platform, wanted, body.get("limit", PAGE_DEFAULT),
-                                       body.get("cursor"))
-        secret = _sensitive(platform) if role != WRITE else {}
-        if not any(secret.values()):
-            return page
         # the read-only token sees a sensitive value's digest, never the value
-        doc = json.loads(page)
-        for us in doc["users"].values():
-            for u in us:
-                conceal_user(u, secret)
-        return doc
+        return await run_in_threadpool(users_page, platform, wanted, body.get("limit", PAGE_DEFAULT),
+                                       body.get("cursor"), None if role == WRITE else secret)
 
     async def usage(request: HttpRequest) -> Any:
         authorized(request)
@@ -440,7 +441,7 @@ def create_app(platform: SqlitePlatform, tokens: Tokens, provisioner: Provisione
         doc = req.to_json()
         replaced = req.replaced
         if replaced is not None and role != WRITE:
-            replaced = redact_replaced(replaced, _sensitive(platform))
+            replaced = redact_replaced(replaced, secret)
         doc["replaced"] = replaced
         return doc
 
@@ -474,7 +475,7 @@ def create_app(platform: SqlitePlatform, tokens: Tokens, provisioner: Provisione
 
     def export_sync(role: str) -> dict[str, Any]:
         doc = platform.export()
-        return doc if role == WRITE else redact_export(doc, _sensitive(platform))
+        return doc if role == WRITE else redact_export(doc, secret)
 
     async def export(request: HttpRequest) -> Any:
         role = authorized(request)
