@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.errors import LockHeld, StateError
 from reconciler.state.base import describe_holder, holder_info
-from reconciler.state.model import State, dumps, parse
+from reconciler.state.model import Fragments, State, dumps, parse
 
 
 def backup_of(path: Path) -> Path:
@@ -31,7 +31,7 @@ class FileStore:
     def __init__(self, path: Path | str) -> None:
         self.given = Path(path)
         self.path = Path(os.path.realpath(self.given))
-        self._fragments: dict[str, str] = {}
+        self._fragments = Fragments()
         self._held: tuple[int, int] | None = None  # (st_dev, st_ino) of the lock file while this store holds it
 
     @property
@@ -86,11 +86,7 @@ class FileStore:
 
     def write(self, state: State, changed: Iterable[str] | None = None) -> None:
         self._check_still_locked()
-        if changed is None:
-            self._fragments.clear()
-        else:
-            for name in changed:
-                self._fragments.pop(name, None)
+        self._fragments.forget(changed)
         write(self.path, state, self._fragments)
 
     def missing_hint(self) -> str | None:

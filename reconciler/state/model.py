@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -132,12 +133,27 @@ def _record_json(rec: MoveRecord) -> str:
     return text.replace("\n", "\n    ")
 
 
-def dumps(state: State, fragments: dict[str, str] | None = None) -> bytes:
-    """Stable, reviewable JSON (two-space indent, records in insertion order).
+class Fragments(dict[str, str]):
+    """Each record's JSON text as dumps last wrote it, kept by a store between writes so that journaling one
+    move does not re-serialise every other record (the bytes are the same either way)."""
 
-    `fragments` caches each record's text so that journaling one move does not re-serialise
-    every other record: the bytes are the same either way.
-    """
+    def forget(self, changed: Iterable[str] | None) -> list[str] | None:
+        """Before a write: drop the texts of the records `changed` (None: of every record); their names."""
+        if changed is None:
+            self.clear()
+            return None
+        names = list(dict.fromkeys(changed))
+        for name in names:
+            self.pop(name, None)
+        return names
+
+
+def dumps(state: State, fragments: dict[str, str] | None = None) -> bytes:
+    return dumps_text(state, fragments).encode("utf-8")
+
+
+def dumps_text(state: State, fragments: dict[str, str] | None = None) -> str:
+    """Stable, reviewable JSON (two-space indent, records in insertion order); `fragments`: see Fragments."""
     head = state.model_dump(mode="json", exclude={"moves"})
     lines = ["{"]
     for k, v in head.items():
@@ -157,6 +173,6 @@ def dumps(state: State, fragments: dict[str, str] | None = None) -> bytes:
         lines.append(",\n".join(items))
         lines.append("  }")
     lines.append("}")
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    return "\n".join(lines) + "\n"
 
 

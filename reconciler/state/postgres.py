@@ -17,7 +17,7 @@ from reconciler import __version__
 from reconciler.audit import login_name
 from reconciler.errors import LockHeld, StateError
 from reconciler.state.base import describe_holder, holder_info
-from reconciler.state.model import State, dumps, parse
+from reconciler.state.model import Fragments, State, dumps_text, parse
 from reconciler.urls import redact
 
 if TYPE_CHECKING:  # psycopg is an extra: imported when a store connects, not when this module loads
@@ -183,7 +183,7 @@ class PostgresStore:
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._ready = False  # the tables exist at SCHEMA_VERSION (checked once per store)
         self._seen: tuple[str, int] | None | bool = False  # (lineage, serial) last read or written; False: unknown
-        self._fragments: dict[str, str] = {}
+        self._fragments = Fragments()
         self._operation: str | None = None
         self._git_commit: str | None = None
         self._by: str | None = None
@@ -221,16 +221,11 @@ class PostgresStore:
         return state
 
     def write(self, state: State, changed: Iterable[str] | None = None) -> None:
-        if changed is None:
-            self._fragments.clear()
-            names: list[str] | None = None
-        else:
-            names = list(dict.fromkeys(changed))
-            for n in names:
-                self._fragments.pop(n, None)
-        doc = dumps(state, self._fragments).decode("utf-8")
-        changes = None if names is None else json.dumps(
-            {n: (self._fragment_json(state, n)) for n in names}, ensure_ascii=False)
+        names = self._fragments.forget(changed)
+        doc = dumps_text(state, self._fragments)
+        # The records this write changed, from the texts dumps_text just made (null: a record removed)
+        changes = None if names is None else "{" + ",".join(
+            f"{json.dumps(n, ensure_ascii=False)}:{self._fragments.get(n, 'null')}" for n in names) + "}"
         conn = self._data(write=True)
         assert conn is not None
         pg = _psycopg()
@@ -283,10 +278,6 @@ class PostgresStore:
                  "operation": r[5], "tool_version": r[6], "changed": r[7]} for r in rows]
 
     # -- internals ------------------------------------------------------------------------------------
-    def _fragment_json(self, state: State, name: str) -> Any:
-        rec = state.moves.get(name)
-        return None if rec is None else rec.model_dump(mode="json")
-
     def _writer(self) -> str:
         if self._by is None:
             from reconciler.audit import actor
