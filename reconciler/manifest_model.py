@@ -17,7 +17,7 @@ from pydantic import (
     ValidationError,
 )
 
-from reconciler.model import ID_PATTERN
+from reconciler.model import ID_PATTERN, NAME_PATTERN
 
 __all__ = ["Manifest", "Metadata", "ServiceSpec", "Spec", "ValidationError"]
 
@@ -29,7 +29,7 @@ class _Model(BaseModel):
 # The same constraints as schemas/move.schema.json: pydantic accepts a valid manifest in microseconds;
 # only a document it refuses goes through jsonschema, for path-addressed messages.
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$(?!\n)", max_length=63)]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 Value = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reconciler import schema
 from reconciler.diagnostics import Diagnostic, error, warning
 from reconciler.errors import ReconcilerError
-from reconciler.model import ID_PATTERN, sha256_of
+from reconciler.model import ID_PATTERN, NAME_PATTERN, sha256_of
 from reconciler.schema import PathTuple
 from reconciler.yamlsafe import Doc, decode, load_all
 
@@ -152,12 +152,13 @@ class Confine:
         what = "the directory given on the command line" if is_dir else "the directory of the file given"
         return cls(os.path.realpath(here), what)
 
-    def check(self, file: str) -> tuple[str, Diagnostic | None]:
+    def check(self, file: str) -> tuple[str | None, Diagnostic | None]:
         """The file's real path, and why it may not be read (None: it may). Read it by that real path
-        (read_raw(real=...)): a link swapped in after this check is then refused, never followed."""
+        (read_raw(real=...)): a link swapped in after this check is then refused, never followed. A link
+        loop has no real path (None): reading it by its own path says so."""
         real = self._realpath(file)
         if real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep):
-            return real, None
+            return (None if os.path.islink(real) else real), None
         return real, error("yaml", f"resolves to {real}, outside {self.what} ({self.root}); not read: a manifest "
                              "must be a file of the repository, not a link out of it").at(file, None, None)
 
@@ -199,6 +200,7 @@ def discover_confined(paths: Sequence[str]) -> list[tuple[str, Confine]]:
             seen.add((st.st_dev, st.st_ino))
         out.append((path, confine))
 
+    confines: dict[str, Confine] = {}  # per directory of the file arguments: a hook passes every file by name
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
@@ -214,7 +216,10 @@ def discover_confined(paths: Sequence[str]) -> list[tuple[str, Confine]]:
             for _, full in sorted(found):
                 add(full, confine)
         elif p.exists():
-            add(arg, Confine.of(arg, False))
+            where = os.path.abspath(os.path.dirname(arg) or ".")
+            if where not in confines:
+                confines[where] = Confine.of(arg, False)
+            add(arg, confines[where])
         else:
             raise ReconcilerError(f"{arg}: no such file or directory",
                                   hint="pass manifest files or folders that hold them")
@@ -240,7 +245,7 @@ def read_raw(file: str, limit: int = MAX_MANIFEST_BYTES, real: str | None = None
             if len(raw) == want and want <= limit:
                 raw += fh.read(limit + 1 - want)
     except OSError as e:
-        if real is not None and e.errno == errno.ELOOP and os.path.realpath(real) != real:  # not a link loop
+        if real is not None and e.errno == errno.ELOOP:  # Confine checked no link there (a loop has no real)
             return None, [error("yaml", "became a symbolic link after it was checked; not read (is something "
                                         "changing the repository while reconcile runs?)").at(file, None, None)]
         return None, [error("yaml", f"cannot read: {e.strerror or e}").at(file, None, None)]
@@ -278,7 +283,7 @@ def read_docs(file: str, limit: int = MAX_MANIFEST_BYTES,
 
 
 _ID = re.compile(ID_PATTERN)
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$(?!\n)")
+_NAME = re.compile(NAME_PATTERN)
 _VALUE_TYPES = (str, int, float, bool, type(None))
 
 

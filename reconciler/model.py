@@ -13,6 +13,7 @@ from typing import Any, Literal
 # `(?!\n)`: Python's `$` (jsonschema uses `re.search`) also matches before a final newline; ECMA regexes
 # (JSON Schema elsewhere) read it the same way. pydantic models using it need `regex_engine="python-re"`.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$(?!\n)"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$(?!\n)"  # a move's metadata.name (at most 63 characters)
 ID_RE = re.compile(ID_PATTERN)
 PropertyType = Literal["string", "integer", "number", "boolean"]
 RequestStatus = Literal["Requested", "InProgress", "Provisioned", "Failed"]

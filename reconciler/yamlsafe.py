@@ -158,11 +158,8 @@ def _compose(src: Any, doc: Doc, prefix: PathTuple = (), depth: int = 0) -> Any:
             if not stack:
                 return done.container
             continue
-        if kind is _SCALAR:
-            if ev.anchor is not None or (ev.tag is not None and not (ev.tag == "!" and ev.implicit[1])):
-                _check(ev)
-        elif kind is _MAP_START or kind is _SEQ_START:
-            if ev.anchor is not None or ev.tag is not None:
+        if kind is _SCALAR or kind is _MAP_START or kind is _SEQ_START:
+            if ev.anchor is not None or ev.tag is not None:  # a plain node needs no check
                 _check(ev)
         else:
             _check(ev)  # an alias, or an event no document holds: refused with its message
