@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,60 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.generate import Params, generate
-from benchmarks.run import BenchmarkError, measure, reconcile_command
+from benchmarks.run import BenchmarkError, Served, child_env, measure, reconcile_command
 
 TARGET_RATIO = 2.5
 TARGET_USERS_PER_CALL = 500
-TOKEN = "benchmark-token"
-READY = re.compile(r"^serving \S+ at (http://\S+)$", re.M)
+TOKEN = Served.TOKEN
 CALL = re.compile(r"\b(GET|POST|PUT|DELETE) (/\S*) -> (\S+) ")
 
 
 def _say(msg: str) -> None:
     print(f"[plan_http {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILE_")}
-    env.update(NO_COLOR="1", **extra)
-    return env
-
-
-class Server:
-    """`reconcile platform serve` on a free loopback port; stopped (SIGTERM, then SIGKILL) on exit."""
-
-    def __init__(self, reconcile: list[str], url: str, logs: Path) -> None:
-        self.out, self.err = logs / "server.out", logs / "server.err"
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([*reconcile, "platform", "serve", "--platform", url, "--listen",
-                                          "127.0.0.1:0"], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         env=_env(RECONCILE_SERVER_TOKEN=TOKEN))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            m = READY.search(self.out.read_text("utf-8", "replace"))
-            if m:
-                self.url = m.group(1)
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise BenchmarkError(f"the server did not start: {self.err.read_text('utf-8', 'replace')[-2000:]}")
-
-    def cpu_s(self) -> float:
-        """The server's CPU time so far (user + system, from /proc; 0 where there is no /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
 
 
 def plan_doc(path: Path) -> dict[str, Any]:
@@ -103,11 +58,11 @@ def run(p: Params, repeat: int, work: Path) -> dict[str, Any]:
     batch_users = sum(m["users"] for m in desc["moves"])
     db_url = f"sqlite:///{work / 'platform.db'}"
     m = measure([*reconcile, "platform", "init", "--seed", str(work / "fixture" / "platform.json"), "--platform",
-                 db_url], work, logs / "init.out", logs / "init.err", _env())
+                 db_url], work, logs / "init.out", logs / "init.err", child_env(False))
     if m.exit_code:
         raise BenchmarkError(f"platform init failed: {(logs / 'init.err').read_text()[-2000:]}")
     moves = str(work / "fixture" / "moves")
-    server = Server(reconcile, db_url, logs)
+    server = Served(reconcile, db_url, logs, "plan")
     try:
         _say(f"serving at {server.url}")
         times: dict[str, list[float]] = {"embedded": [], "http": []}
@@ -118,7 +73,7 @@ def run(p: Params, repeat: int, work: Path) -> dict[str, Any]:
                 out, err = logs / f"plan-{kind}-{i}.json", logs / f"plan-{kind}-{i}.err"
                 served_before = server.cpu_s()
                 m = measure([*reconcile, "plan", moves, "--format", "json", "--platform", where[kind], "--state",
-                             str(work / "state.json")], work, out, err, _env(RECONCILE_TOKEN=TOKEN))
+                             str(work / "state.json")], work, out, err, child_env(False, RECONCILE_TOKEN=TOKEN))
                 if m.exit_code:
                     raise BenchmarkError(f"plan over {kind}: exit {m.exit_code}: {err.read_text()[-2000:]}")
                 times[kind].append(m.wall_s)
@@ -130,7 +85,7 @@ def run(p: Params, repeat: int, work: Path) -> dict[str, Any]:
             raise BenchmarkError("the plans over HTTP and on the embedded platform differ")
         out, err = logs / "plan-http-verbose.json", logs / "plan-http-verbose.err"
         m = measure([*reconcile, "--verbose", "plan", moves, "--format", "json", "--platform", server.url,
-                     "--state", str(work / "state.json")], work, out, err, _env(RECONCILE_TOKEN=TOKEN))
+                     "--state", str(work / "state.json")], work, out, err, child_env(False, RECONCILE_TOKEN=TOKEN))
         if m.exit_code:
             raise BenchmarkError(f"plan --verbose: exit {m.exit_code}: {err.read_text()[-2000:]}")
         calls = [(c.group(1), c.group(2).split("?")[0], c.group(3)) for c in CALL.finditer(err.read_text("utf-8"))]

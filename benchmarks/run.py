@@ -44,6 +44,7 @@ import argparse
 import json
 import os
 import platform as platform_mod
+import re
 import resource
 import shutil
 import subprocess
@@ -60,6 +61,7 @@ from benchmarks.generate import SHAPES, Params
 REPO = Path(__file__).resolve().parents[1]
 PENDING = 10
 STARTUP_RUNS = 10
+READY = re.compile(r"^serving \S+ at (http://\S+)$", re.M)  # `reconcile platform serve`, ready
 
 Progress = Callable[[str], None]
 
@@ -207,9 +209,11 @@ def reconcile_command() -> list[str]:
     return [str(exe)]
 
 
-def _env(python_helper: bool) -> dict[str, str]:
+def child_env(python_helper: bool, **extra: str) -> dict[str, str]:
+    """The environment of a measured process: none of the caller's RECONCILE_* settings, no colour."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILE_")}
     env["NO_COLOR"] = "1"
+    env.update(extra)
     env.pop("GITHUB_ACTIONS", None)
     if python_helper:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
@@ -252,18 +256,22 @@ class Bench:
         self.reconcile = reconcile_command()
 
     def run(self, key: str, label: str, argv: Sequence[str], python_helper: bool = False,
-            expect_exit: int = 0, token: str | None = None, extra_env: dict[str, str] | None = None) -> Step:
+            expect_exit: int = 0, token: str | None = None, extra_env: dict[str, str] | None = None,
+            say: bool = True) -> Step:
         """Measure argv once. Run again under the same key, the fastest run is kept (and returned)."""
-        self.progress(f"{label} ...")
+        if say:
+            self.progress(f"{label} ...")
         out, err = self.logs / f"{key}.out", self.logs / f"{key}.err"
         parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        env = _env(python_helper)
+        env = child_env(python_helper)
         if token:
             env["RECONCILE_TOKEN"] = token
         env.update(extra_env or {})
         m = measure(argv, self.work, out, err, env)
         step = Step(key, label, list(argv), m.wall_s, m.rss_kib, m.exit_code, str(out), str(err), m.cpu_s, parent)
-        self.progress(f"{label}: {m.wall_s:.2f} s (CPU {m.cpu_s:.2f} s), {step.rss_mib:.0f} MiB, exit {m.exit_code}")
+        if say:
+            self.progress(f"{label}: {m.wall_s:.2f} s (CPU {m.cpu_s:.2f} s), {step.rss_mib:.0f} MiB, "
+                          f"exit {m.exit_code}")
         if m.exit_code != expect_exit:
             tail = err.read_text(encoding="utf-8", errors="replace")[-2000:]
             raise BenchmarkError(f"{label}: exit {m.exit_code}, expected {expect_exit}\n  $ {' '.join(argv)}\n{tail}")
@@ -273,24 +281,14 @@ class Bench:
         return kept
 
     def best_of(self, key: str, label: str, commands: dict[str, list[str]], n: int) -> None:
-        """Each command n times, interleaved (paired: the same load for each); keep each one's fastest run."""
+        """Each command n times, interleaved (paired: the same load for each); each one's fastest run is kept,
+        under KEY_NAME."""
         self.progress(f"{label} ...")
-        best: dict[str, Measured] = {}
         for _ in range(n):
             for name, argv in commands.items():
-                out, err = (self.logs / f"{key}-{name.replace(' ', '_')}.{x}" for x in ("out", "err"))
-                m = measure(argv, self.work, out, err, _env(False))
-                if m.exit_code != 0:
-                    tail = err.read_text(encoding="utf-8", errors="replace")[-2000:]
-                    raise BenchmarkError(f"{label}: {name} exit {m.exit_code}\n  $ {' '.join(argv)}\n{tail}")
-                if name not in best or m.wall_s < best[name].wall_s:
-                    best[name] = m
-        for name, argv in commands.items():
-            m = best[name]
-            out, err = (self.logs / f"{key}-{name.replace(' ', '_')}.{x}" for x in ("out", "err"))
-            self.report.steps[f"{key}_{name}"] = Step(f"{key}_{name}", f"start-up: {name} (best of {n})", list(argv),
-                                                      m.wall_s, m.rss_kib, m.exit_code, str(out), str(err), m.cpu_s)
-        self.progress(f"{label}: " + ", ".join(f"{k} {v.wall_s:.3f} s" for k, v in best.items()))
+                self.run(f"{key}_{name}", f"start-up: {name} (best of {n})", argv, say=False)
+        self.progress(f"{label}: " + ", ".join(f"{name} {self.report.steps[f'{key}_{name}'].wall_s:.3f} s"
+                                               for name in commands))
 
     def python(self, module: str, *args: str) -> list[str]:
         return [sys.executable, "-m", module, *args]
@@ -301,7 +299,7 @@ class Bench:
     def check_plan(self, step: Step, want: dict[str, Any]) -> dict[str, Any]:
         """The plan's summary (read by a helper process) must hold `want`."""
         p = subprocess.run(self.python("benchmarks.check", step.stdout), capture_output=True, text=True,
-                           env=_env(True), cwd=self.work)
+                           env=child_env(True), cwd=self.work)
         if p.returncode != 0:
             raise BenchmarkError(f"{step.label}: cannot read the plan {step.stdout}: {p.stderr[-1500:]}")
         got: dict[str, Any] = json.loads(p.stdout)
@@ -452,47 +450,45 @@ def _applied_steps(b: Bench, c: Config) -> None:
     b.check_plan(step, {"moves": c.pending, "noop": c.applied, "reason:applied": c.applied, "errors": 0})
 
 
-class _Served:
-    """`reconcile platform serve` in the background for the HTTP steps (stopped with SIGTERM, then killed)."""
+class Served:
+    """`reconcile platform serve` on a free loopback port, for the steps over HTTP (and benchmarks.plan_http):
+    its output in `logs`/NAME-server.{out,err}; stopped with SIGTERM, then killed."""
 
     TOKEN = "bench-write-token"
 
-    def __init__(self, b: Bench, key: str, url: str, *extra: str) -> None:
-        import re
-        import select
-        import signal
-
-        self.signal = signal
-        env = {**_env(False), "RECONCILE_SERVER_TOKEN": self.TOKEN}
-        self.err = open(b.logs / f"{key}-server.err", "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(b.rc("platform", "serve", "--platform", url, "--listen", "127.0.0.1:0", *extra),
-                                     cwd=b.work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.err)
-        assert self.proc.stdout is not None
-        buf, deadline = b"", time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(self.proc.stdout.fileno(), 4096) if ready else b""
-            if not chunk:
-                break
-            buf += chunk
-            m = re.search(rb"serving \S+ at (http://\S+)\n", buf)
+    def __init__(self, reconcile: Sequence[str], url: str, logs: Path, name: str, *extra: str) -> None:
+        self.out, self.err = logs / f"{name}-server.out", logs / f"{name}-server.err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([*reconcile, "platform", "serve", "--platform", url, "--listen",
+                                          "127.0.0.1:0", *extra], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         env={**child_env(False), "RECONCILE_SERVER_TOKEN": self.TOKEN})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            m = READY.search(self.out.read_text("utf-8", "replace"))
             if m:
-                self.url = m.group(1).decode()
+                self.url = m.group(1)
                 return
+            time.sleep(0.05)
         self.stop()
         raise BenchmarkError(f"`reconcile platform serve` did not start (is reconciler[server] installed?): "
-                             f"{(b.logs / f'{key}-server.err').read_text('utf-8', 'replace')[-1500:]}")
+                             f"{self.err.read_text('utf-8', 'replace')[-1500:]}")
+
+    def cpu_s(self) -> float:
+        """The server's CPU time so far (user + system, from /proc; 0 where there is no /proc)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(self.signal.SIGTERM)
+            self.proc.terminate()
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait()
-        self.err.close()
+                self.proc.wait(timeout=30)
 
 
 def _http_steps(b: Bench, c: Config, fixture: Path) -> None:
@@ -502,11 +498,11 @@ def _http_steps(b: Bench, c: Config, fixture: Path) -> None:
     url = f"sqlite:///{root / 'platform.db'}"
     b.run("http_init", "setup: platform init for HTTP", b.rc("platform", "init", "--seed",
                                                            str(fixture / "platform.json"), "--platform", url))
-    served = _Served(b, "http", url)
+    served = Served(b.reconcile, url, b.logs, "http")
     try:
         b.run("http_apply", f"apply batch over HTTP ({c.moves:,} moves, --parallelism 4)",
               b.rc("apply", str(fixture / "moves"), "--auto-approve", "--platform", served.url, "--state",
-                   str(root / "state.json")), token=_Served.TOKEN)
+                   str(root / "state.json")), token=Served.TOKEN)
     finally:
         served.stop()
 
@@ -519,11 +515,11 @@ def _http_steps(b: Bench, c: Config, fixture: Path) -> None:
     url = f"sqlite:///{root / 'platform.db'}"
     b.run("async_init", "setup: platform init", b.rc("platform", "init", "--seed", str(small / "platform.json"),
                                                      "--platform", url))
-    served = _Served(b, "async", url, "--provision-seconds", str(secs), "--workers", str(max(16, par)))
+    served = Served(b.reconcile, url, b.logs, "async", "--provision-seconds", str(secs), "--workers", str(max(16, par)))
     try:
         b.run("async_apply", f"apply {n} moves over HTTP, {secs:g} s each, --parallelism {par}",
               b.rc("apply", str(small / "moves"), "--auto-approve", "--parallelism", str(par), "--platform",
-                   served.url, "--state", str(root / "state.json")), token=_Served.TOKEN)
+                   served.url, "--state", str(root / "state.json")), token=Served.TOKEN)
     finally:
         served.stop()
 
