@@ -415,8 +415,13 @@ def _reviewed(saved: dict[str, Any]) -> str:
     return sha256_of(moves)
 
 
+def _reviewed_moves(now: PlanResult) -> list[dict[str, Any]]:
+    """The moves of a plan made now, as a plan file records what was reviewed (without the manifests)."""
+    return [{**m.to_json(), "sensitive_sha256": now.sensitive.get(m.name, {})} for m in now.plan.moves]
+
+
 def _reviewed_now(now: PlanResult) -> str:
-    return sha256_of([{**m.to_json(), "sensitive_sha256": now.sensitive.get(m.name, {})} for m in now.plan.moves])
+    return sha256_of(_reviewed_moves(now))
 
 
 def _what_changed(saved: dict[str, Any], now: PlanResult, limit: int = 10) -> str:
@@ -438,7 +443,7 @@ def _what_changed(saved: dict[str, Any], now: PlanResult, limit: int = 10) -> st
         return out
 
     then = moves(saved.get("moves") or [])
-    today = moves([{**m.to_json(), "sensitive_sha256": now.sensitive.get(m.name, {})} for m in now.plan.moves])
+    today = moves(_reviewed_moves(now))
     lines = DeepDiff(then, today, verbose_level=2).pretty().splitlines()
     if not lines:
         return ""
@@ -649,9 +654,7 @@ def drift(paths: Sequence[str], settings: Settings) -> DriftReport:
     latest = st.latest_done()
     applied = []
     for m in loaded.moves:
-        rec = st.moves.get(m.name)
-        if rec is not None and rec.done and rec.manifest.sha256 == m.digest and latest.get(rec.customer, (0, ""))[1] \
-                == m.name:
+        if planner.standing(m.name, m.digest, st.moves.get(m.name), latest) == "applied":
             applied.append(m)
         else:
             report.skipped.append(m.name)

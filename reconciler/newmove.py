@@ -14,7 +14,7 @@ from reconciler.render import clean
 from reconciler.yamlsafe import reads_as_text
 
 
-def _scalar(v: str) -> str:
+def yaml_scalar(v: str) -> str:
     """Plain where YAML reads it back as the same string; double-quoted otherwise, with every control
     character escaped (a JSON string is a valid YAML double-quoted scalar)."""
     if reads_as_text(v) and not v.startswith(("&", "*", "!", "%", "@", "`")):
@@ -65,7 +65,7 @@ def render(settings: Settings, customer: str, reseller: str) -> str:
         res = resolve(cust, dest, {}, sals_in_use(cust, platform.users([cust.id]).get(cust.id, [])))
     finally:
         platform.close()
-    s = _scalar
+    s = yaml_scalar
     lines = [
         f"# {clean(customer)} from {clean(cust.parent)} to {clean(reseller)}: written by `reconcile new-move`.",
         "# Review every mapping, fill in the ones left as comments, then `reconcile plan` it.",

@@ -320,20 +320,25 @@ def _changed(before: Props, after: Props, secret: set[str] | frozenset[str]) -> 
     return out
 
 
+def standing(name: str, digest: str, rec: MoveRecord | None,
+             latest_done: Mapping[str, tuple[int, str]]) -> str | None:
+    """What the state says of a manifest: None (no finished record), "changed" (finished from other bytes),
+    "superseded" (a later move of the customer finished since) or "applied" (the customer's standing move)."""
+    if rec is None or not rec.done:
+        return None
+    if rec.manifest.sha256 != digest:
+        return "changed"
+    if latest_done.get(rec.customer, (0, name))[1] != name:
+        return "superseded"
+    return "applied"
+
+
 def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord],
          latest_done: Mapping[str, tuple[int, str]], diagnostics: Sequence[Diagnostic] = ()) -> Plan:
     """Plan every move in order against the platform as the valid moves before it change it."""
     view = View(snap)
-    state_says: dict[str, str] = {}
-    for m in moves:
-        rec = records.get(m.name)
-        if rec is not None and rec.done:
-            if rec.manifest.sha256 != m.digest:
-                state_says[m.name] = "changed"
-            elif latest_done.get(rec.customer, (0, m.name))[1] != m.name:
-                state_says[m.name] = "superseded"
-            else:
-                state_says[m.name] = "applied"
+    state_says = {m.name: said for m in moves
+                  if (said := standing(m.name, m.digest, records.get(m.name), latest_done)) is not None}
     duplicated = _duplicated(moves, state_says, View(snap))
     out: list[PlannedMove] = []
     for m in moves:

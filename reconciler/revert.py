@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.model import Customer, Service, User, secrets_of
-from reconciler.newmove import _scalar as scalar
+from reconciler.newmove import yaml_scalar as scalar
 from reconciler.render import clean
 from reconciler.state import MoveRecord, State
 

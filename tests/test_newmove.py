@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reconciler.newmove import _scalar, move_name
+from reconciler.newmove import move_name
+from reconciler.newmove import yaml_scalar as _scalar
 
 
 @pytest.mark.parametrize("value", ["acme", "nw-standard", "alice@acme.example", "a.b_c"])
