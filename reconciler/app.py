@@ -143,7 +143,7 @@ def build_plan(platform: Platform, moves: Sequence[Move], diagnostics: Sequence[
     snap, reads = snapshot(platform, moves, st, catalog)
     records = st.moves if st else {}
     latest = st.latest_done() if st else {}
-    the_plan = planner.plan(moves, snap, records, latest, diagnostics)
+    the_plan = planner.plan(moves, snap, records, latest, diagnostics, policy_.move_check(policy))
     _suggest_ids(platform, the_plan)
     policy_.check(the_plan, policy)
     prior = {"lineage": st.lineage, "serial": st.serial} if st else None

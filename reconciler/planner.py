@@ -333,9 +333,15 @@ def standing(name: str, digest: str, rec: MoveRecord | None,
     return "applied"
 
 
+MoveCheck = Callable[["PlannedMove"], list[Diagnostic]]  # more errors for a move that would change the platform
+
+
 def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord],
-         latest_done: Mapping[str, tuple[int, str]], diagnostics: Sequence[Diagnostic] = ()) -> Plan:
-    """Plan every move in order against the platform as the valid moves before it change it."""
+         latest_done: Mapping[str, tuple[int, str]], diagnostics: Sequence[Diagnostic] = (),
+         check: MoveCheck | None = None) -> Plan:
+    """Plan every move in order against the platform as the valid moves before it change it. `check` (the
+    policy's) may refuse a move that would change the platform: it is invalid, and later moves do not count it
+    (capacity, duplicates)."""
     view = View(snap)
     state_says = {m.name: said for m in moves
                   if (said := standing(m.name, m.digest, records.get(m.name), latest_done)) is not None}
@@ -397,6 +403,11 @@ def plan(moves: Sequence[Move], snap: Snapshot, records: Mapping[str, MoveRecord
                 assert cust is not None
                 pm.action = "move"
                 pm.services, pm.users, pm.order = ev.change.services, ev.change.users, ev.change.order
+                refused = check(pm) if check is not None else []
+                if refused:
+                    pm.action, pm.diagnostics = "invalid", [*pm.diagnostics, *refused]
+                    pm.services, pm.users, pm.order = [], [], None
+                    continue
                 attempt = len(rec.requests) + 1 if rec is not None else 1
                 pm.start = starting_point(cust, ev.change, snap.requests.get(cust.id, ()))
                 pm.request_id = own or request_id(m.name, m.digest, attempt, pm.start)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -187,15 +187,14 @@ def from_json(doc: Any, where: str) -> Policy | None:
 
 
 # -- check ----------------------------------------------------------------------------------
-def check(the_plan: Plan, policy: Policy | None) -> None:
-    """Add the policy's diagnostics to the plan: on each move that would change the platform first (which makes
-    it invalid), then the limits on the whole plan, counted after that."""
+def move_check(policy: Policy | None) -> Callable[[PlannedMove], list[Diagnostic]] | None:
+    """The policy's word on each move that would change the platform, for the planner (planner.plan's `check`):
+    a move it refuses is invalid before the moves after it are planned."""
     if policy is None:
-        return
+        return None
     frozen = set(policy.frozen_resellers)
-    for pm in the_plan.moves:
-        if pm.action != "move":
-            continue
+
+    def check_move(pm: PlannedMove) -> list[Diagnostic]:
         found: list[Diagnostic] = []
         if pm.to_reseller in frozen:
             found.append(pm.move.locate(error(
@@ -211,8 +210,15 @@ def check(the_plan: Plan, policy: Policy | None) -> None:
                 f"{pm.name!r} changes {n} users, more than max_users_per_move = {limit}; if that is intended, "
                 "set spec.allowLarge: true in its manifest (reviewers see it in the plan)", "$.spec"),
                 ("spec",), at_key=True))
-        if found:
-            _invalidate(pm, found)
+        return found
+
+    return check_move
+
+
+def check(the_plan: Plan, policy: Policy | None) -> None:
+    """The policy's limits on the whole plan, counted over the moves it let through (move_check)."""
+    if policy is None:
+        return
     s = the_plan.summary()
     if policy.max_moves is not None and s["moves"] > policy.max_moves:
         the_plan.diagnostics.append(error(
@@ -224,12 +230,6 @@ def check(the_plan: Plan, policy: Policy | None) -> None:
             "policy-max-users", f"the plan changes {s['users_changed']} users, more than max_users = "
                                 f"{policy.max_users}; split the batch (--target/--exclude, or fewer manifests "
                                 "per pull request)"))
-
-
-def _invalidate(pm: PlannedMove, found: list[Diagnostic]) -> None:
-    pm.action, pm.reason = "invalid", None
-    pm.diagnostics = [*pm.diagnostics, *found]
-    pm.services, pm.users, pm.order, pm.request_id = [], [], None, None
 
 
 def outside_window(windows: Sequence[Window], now: datetime) -> str | None:

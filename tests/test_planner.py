@@ -170,6 +170,20 @@ def test_capacity_counts_the_earlier_valid_moves_of_the_batch(load: Any) -> None
     assert run(moves[1:], w).moves[0].action == "move"
 
 
+def test_a_move_the_policy_refuses_does_not_take_capacity_from_later_moves(load: Any) -> None:
+    """The policy judges each move as it is planned (planner.plan's check): acme's 2 users are over
+    max_users_per_move, so acme stays, and globex fits northwind (before, acme was counted and globex refused)."""
+    from reconciler import policy
+
+    w = World(northwind_max=3)
+    moves = load(manifest_text("acme-to-northwind", "acme", "northwind", ACME_TO_NW),
+                 manifest_text("globex-to-northwind", "globex", "northwind", ACME_TO_NW))
+    p = planner.plan(moves, w.snapshot(), {}, {}, [], policy.move_check(policy.Policy(max_users_per_move=1)))
+    assert [(m.action, codes(m.diagnostics)) for m in p.moves] == [("invalid", {"policy-large-move"}),
+                                                                   ("move", set())]
+    assert (p.moves[0].users, p.moves[0].order, p.moves[0].request_id) == ([], None, None)
+
+
 def test_a_move_out_frees_capacity_for_a_later_move_in(load: Any) -> None:
     # northwind allows 2 and has 1 (initech); initech leaves first, so acme's 2 fit
     w = World(northwind_max=2)
