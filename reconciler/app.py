@@ -360,7 +360,7 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                 loaded = manifests.load(paths, loaded_state.known() if loaded_state else None)
                 moves, partial = targeting.select(loaded.moves, targets, excludes)
                 diags, files = loaded.diagnostics, loaded.files
-            if saved is not None:
+            else:
                 _check_prior_state(saved, loaded_state, plan_file or "")
             st = loaded_state.model_copy(deep=True) if loaded_state else State()
             platform = _open(settings)
@@ -395,10 +395,10 @@ def apply(settings: Settings, paths: Sequence[str] = (), plan_file: str | None =
                 if todo and not approve(result.plan):
                     result.declined = True
                 elif todo:
-                    result.waited = (options or applier.Options()).wait
-                    applier.execute(todo, st, platform, writer, result, commit, progress, sig, options, catalog)
-                    until = options.until if options else None
-                    result.window_closed = until is not None and time.monotonic() >= until
+                    opts = options or applier.Options()
+                    result.waited = opts.wait
+                    applier.execute(todo, st, platform, writer, result, commit, progress, sig, opts, catalog)
+                    result.window_closed = opts.until is not None and time.monotonic() >= opts.until
                 result.state_written = writer.writes > 0
                 return result
             finally:

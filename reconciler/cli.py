@@ -146,8 +146,7 @@ def validate(paths: tuple[str, ...], fmt: str | None) -> None:
     result = validation.validate(paths)
     if fmt == "json":
         click.echo(out.json(result))
-        for d in result.diagnostics:
-            click.echo(clean(d.format()), err=True)
+        _emit_diagnostics(result.diagnostics)
     else:
         _emit_diagnostics(result.diagnostics, github=fmt == "github")
         click.echo(out.text(result), err=fmt == "github")
